@@ -1,0 +1,43 @@
+# Cairn's entry points. Every target does its own set-up.
+SHELL := /bin/bash
+CARGO ?= cargo
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: run test cluster cluster-stop lint fmt deps build
+
+# RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
+deps:
+	@if ! command -v clang >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then \
+		echo "installing clang and libclang-dev (needed to build RocksDB)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq clang libclang-dev; \
+	fi
+
+build: deps
+	$(CARGO) build --bin cairn
+
+# A one-member cluster with its data in ./cairn-data, client API on 127.0.0.1:7379.
+run: build
+	./target/debug/cairn --data-dir cairn-data
+
+# Unit, property and black-box tests (the black-box ones start real cairn processes).
+test: build
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --no-fail-fast
+else
+	$(CARGO) test --workspace --no-fail-fast
+endif
+
+# Three local members in the background; `make cluster-stop` ends them.
+cluster: build
+	@deploy/local-cluster.sh start
+
+cluster-stop:
+	@deploy/local-cluster.sh stop
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,128 @@
+//! Cairn's Raft layer on openraft 0.9 (storage-v2).
+//!
+//! One RocksDB per member holds both the Raft log (its own column families) and the state
+//! machine (cairn-store's), so they share one WAL. Log appends are written and then made
+//! durable with one WAL sync before openraft is told; applies go in one unsynced batch
+//! with their last-applied marker, since the log already makes them durable. Snapshots are
+//! files streamed in chunks, never held whole in memory.
+
+mod log_store;
+mod network;
+mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_store::{CommandResult, Request, Store};
+use serde::{Deserialize, Serialize};
+
+pub use log_store::LogStore;
+pub use network::{peer_routes, PeerNetwork, TARGET_HEADER};
+pub use openraft;
+pub use state_machine::StateMachine;
+
+/// Node id: stable, given by the operator, persisted by Raft.
+pub type NodeId = u64;
+/// A member's address for peer traffic (`host:port` of its peer listener).
+pub type Node = openraft::BasicNode;
+
+/// The answers to one log entry: one per command of a [`Request`]; empty for entries that
+/// carry no commands (blank and membership entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response(pub Vec<CommandResult>);
+
+openraft::declare_raft_types!(
+    /// Cairn's Raft types.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = Node,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// Encoding of everything a member writes to its log or sends to a peer.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::Error> {
+    bincode::serialize(value)
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, bincode::Error> {
+    bincode::deserialize(bytes)
+}
+
+/// Everything a member stores, opened together.
+pub struct Storage {
+    pub log: LogStore,
+    pub state_machine: StateMachine,
+    pub store: Arc<Store>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("state machine: {0}")]
+    Store(#[from] cairn_store::StoreError),
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("i/o on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// Opens (or creates) a member's storage under `data_dir`.
+pub async fn open_storage(data_dir: &Path) -> Result<Storage, OpenError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| OpenError::Io { path, source }
+    };
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let db = cairn_store::open_db(&data_dir.join("db"), log_store::COLUMN_FAMILIES)?;
+    let store = Arc::new(Store::open(db.clone())?);
+    let log = LogStore::new(db);
+    let snapshots = data_dir.join("snapshots");
+    std::fs::create_dir_all(&snapshots).map_err(io(&snapshots))?;
+    let state_machine = StateMachine::open(store.clone(), snapshots).await?;
+    Ok(Storage { log, state_machine, store })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{EntryPayload, Membership, Vote};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn peer_messages_round_trip_in_binary() {
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(3, 1), 7);
+        let nodes: BTreeMap<NodeId, Node> = [(1, Node { addr: "127.0.0.1:7380".into() })].into();
+        let membership = Membership::new(vec![BTreeSet::from([1])], nodes);
+        let entries = vec![
+            Entry { log_id, payload: EntryPayload::Blank },
+            Entry { log_id, payload: EntryPayload::Membership(membership) },
+            Entry {
+                log_id,
+                payload: EntryPayload::Normal(Request {
+                    time_ms: 5,
+                    commands: vec![cairn_store::Command::Compact { revision: 3 }],
+                }),
+            },
+        ];
+        let req = openraft::raft::AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: Some(log_id),
+            entries,
+            leader_commit: Some(log_id),
+        };
+        let back: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&encode(&req).unwrap()).unwrap();
+        assert_eq!(format!("{req:?}"), format!("{back:?}"));
+        let err: Result<(), openraft::error::RaftError<NodeId>> =
+            Err(openraft::error::RaftError::Fatal(openraft::error::Fatal::Stopped));
+        let back: Result<(), openraft::error::RaftError<NodeId>> = decode(&encode(&err).unwrap()).unwrap();
+        assert_eq!(format!("{err:?}"), format!("{back:?}"));
+    }
+}

@@ -1,0 +1,157 @@
+//! Group commit above openraft.
+//!
+//! openraft 0.9 syncs the log once per `client_write`, so one write per proposal would cost
+//! one fsync per write. The batcher drains every write waiting in its queue into one log
+//! entry (a `Request` of many commands), proposes it, and answers each caller from the
+//! entry's result vector. While a batch is in flight the next one fills up, so the busier
+//! the server, the more writes share each fsync.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_api::{ApiError, ErrorCode};
+use cairn_raft::openraft::error::{ClientWriteError, RaftError};
+use cairn_raft::Raft;
+use cairn_store::{Applied, Command, Request};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::metrics::Metrics;
+
+/// Most commands in one log entry.
+const MAX_BATCH: usize = 1024;
+/// Most value bytes in one log entry (keeps replication messages small).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Proposals in flight at once; the next batch forms while they commit.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// Why a write or read-index request did not complete here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WriteError {
+    /// This member does not lead (now); the leader it knows of, if any. Nothing was written.
+    NotLeader(Option<u64>),
+    /// The leader could not be reached; nothing was sent.
+    Unreachable(String),
+    /// Sent, but no answer came: the write may or may not have been applied.
+    Unknown(String),
+    /// The command's own answer.
+    Api(ApiError),
+}
+
+impl WriteError {
+    pub fn into_api(self) -> ApiError {
+        match self {
+            WriteError::Api(e) => e,
+            WriteError::NotLeader(_) => ApiError::unavailable(
+                "no leader is available (an election may be under way); retry shortly",
+            ),
+            WriteError::Unreachable(m) => {
+                ApiError::unavailable(format!("the leader cannot be reached: {m}; retry shortly"))
+            }
+            WriteError::Unknown(m) => ApiError::unavailable(format!(
+                "the leader did not answer ({m}): the write may or may not have been applied; read \
+                 before retrying"
+            )),
+        }
+    }
+}
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<Applied, WriteError>>,
+}
+
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Pending>,
+    capacity: usize,
+}
+
+impl Batcher {
+    pub fn start(raft: Raft, metrics: Arc<Metrics>, capacity: usize) -> Batcher {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(run(raft, rx, metrics));
+        Batcher { tx, capacity }
+    }
+
+    /// Proposes one command on this member, which must lead.
+    pub async fn propose(&self, command: Command) -> Result<Applied, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Pending { command, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => WriteError::Api(ApiError {
+                limit: Some(self.capacity as u64),
+                ..ApiError::new(
+                    ErrorCode::TooManyRequests,
+                    format!("more than {} writes are waiting; retry shortly", self.capacity),
+                )
+            }),
+            mpsc::error::TrySendError::Closed(_) => WriteError::Api(ApiError::unavailable("shutting down")),
+        })?;
+        rx.await.map_err(|_| WriteError::Api(ApiError::unavailable("shutting down")))?
+    }
+}
+
+fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, bytes: &mut usize) {
+    while batch.len() < MAX_BATCH && *bytes < MAX_BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(p) => {
+                *bytes += p.command.value_len();
+                batch.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, metrics: Arc<Metrics>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.command.value_len();
+        let mut batch = vec![first];
+        drain(&mut rx, &mut batch, &mut bytes);
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        // Whatever arrived while waiting for a slot joins this batch.
+        drain(&mut rx, &mut batch, &mut bytes);
+        metrics.write_batches.inc();
+        metrics.batch_size.observe(batch.len() as f64);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            commit(&raft, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
+}
+
+async fn commit(raft: &Raft, batch: Vec<Pending>) {
+    let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let count = commands.len();
+    let result = raft.client_write(Request { time_ms: now_ms(), commands }).await;
+    match result {
+        Ok(resp) if resp.data.0.len() == count => {
+            for (reply, result) in replies.into_iter().zip(resp.data.0) {
+                let _ = reply.send(result.map_err(WriteError::Api));
+            }
+        }
+        Ok(resp) => {
+            tracing::error!(count, got = resp.data.0.len(), "entry answered the wrong number of commands");
+            for reply in replies {
+                let _ = reply.send(Err(WriteError::Api(ApiError::internal("write answered out of step"))));
+            }
+        }
+        Err(e) => {
+            // openraft answers ForwardToLeader only for entries it never appended or has
+            // truncated: none of them can commit, so callers may retry elsewhere.
+            let err = match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader(f.leader_id),
+                other => WriteError::Unknown(other.to_string()),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}

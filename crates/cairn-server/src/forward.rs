@@ -1,0 +1,134 @@
+//! Member-to-member requests above Raft: a follower hands writes, read-index requests and
+//! membership changes to the leader. They ride the peer listener with the same binary
+//! encoding and naming check as Raft traffic. The leader never forwards further (a hop
+//! budget of one), so a stale view of who leads cannot bounce a request around.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use cairn_raft::{decode, encode, TARGET_HEADER};
+use cairn_store::{Applied, Command};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::batcher::WriteError;
+use crate::node::App;
+
+/// Membership changes, run on the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminOp {
+    AddLearner { id: u64, addr: String },
+    Promote { id: u64 },
+    Remove { id: u64 },
+}
+
+#[derive(Clone)]
+pub struct Forwarder {
+    client: reqwest::Client,
+}
+
+impl Forwarder {
+    pub fn new(client: reqwest::Client) -> Self {
+        Forwarder { client }
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: u64,
+        addr: &str,
+        route: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, WriteError> {
+        let body = encode(req).map_err(|e| WriteError::Api(cairn_api::ApiError::internal(e.to_string())))?;
+        let sent = self
+            .client
+            .post(format!("http://{addr}/cairn/{route}"))
+            .header(TARGET_HEADER, target.to_string())
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(WriteError::Unreachable(e.to_string())),
+            Err(e) => return Err(WriteError::Unknown(e.to_string())),
+        };
+        match resp.status() {
+            StatusCode::OK => {}
+            // The address now belongs to another member: nothing was done.
+            StatusCode::MISDIRECTED_REQUEST | StatusCode::BAD_REQUEST => {
+                return Err(WriteError::Unreachable(resp.text().await.unwrap_or_default()))
+            }
+            status => return Err(WriteError::Unknown(format!("leader answered {status}"))),
+        }
+        let bytes = resp.bytes().await.map_err(|e| WriteError::Unknown(e.to_string()))?;
+        decode::<Result<Resp, WriteError>>(&bytes).map_err(|e| WriteError::Unknown(e.to_string()))?
+    }
+
+    pub async fn propose(&self, leader: u64, addr: &str, command: &Command) -> Result<Applied, WriteError> {
+        self.call(leader, addr, "propose", command, Duration::from_secs(10)).await
+    }
+
+    pub async fn read_index(&self, leader: u64, addr: &str) -> Result<u64, WriteError> {
+        self.call(leader, addr, "read_index", &(), Duration::from_secs(5)).await
+    }
+
+    pub async fn admin(&self, leader: u64, addr: &str, op: &AdminOp) -> Result<(), WriteError> {
+        self.call(leader, addr, "admin", op, Duration::from_secs(30)).await
+    }
+}
+
+type Reply = Result<Vec<u8>, (StatusCode, String)>;
+
+fn check_target(app: &App, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    let target = headers.get(TARGET_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match target {
+        Some(t) if t == app.id => Ok(()),
+        Some(t) => Err((StatusCode::MISDIRECTED_REQUEST, format!("this is member {}, not {t}", app.id))),
+        None => Err((StatusCode::BAD_REQUEST, format!("missing {TARGET_HEADER} header"))),
+    }
+}
+
+fn answer<T: Serialize>(result: &Result<T, WriteError>) -> Reply {
+    encode(result).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, String)> {
+    decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")))
+}
+
+async fn propose(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
+    check_target(&app, &headers)?;
+    let command: Command = parse(&body)?;
+    let result = if app.is_leader() { app.batcher.propose(command).await } else { Err(WriteError::NotLeader(app.leader_id())) };
+    answer(&result)
+}
+
+async fn read_index(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    check_target(&app, &headers)?;
+    let result = if app.is_leader() { app.local_reads.read_index().await } else { Err(WriteError::NotLeader(app.leader_id())) };
+    answer(&result)
+}
+
+async fn admin(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
+    check_target(&app, &headers)?;
+    let op: AdminOp = parse(&body)?;
+    let result = if app.is_leader() { app.admin_local(op).await } else { Err(WriteError::NotLeader(app.leader_id())) };
+    answer(&result)
+}
+
+/// The forwarding routes of the peer listener.
+pub fn routes(app: Arc<App>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/cairn/propose", post(propose))
+        .route("/cairn/read_index", post(read_index))
+        .route("/cairn/admin", post(admin))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}

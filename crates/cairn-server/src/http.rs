@@ -1,0 +1,406 @@
+//! The client API (DESIGN §8): JSON over HTTP, values raw in request bodies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_api::json::{self as wire, Encoding};
+use cairn_api::{validate_path, ApiError, ErrorCode, Header, Op, OpResult};
+use cairn_store::{Command, Output};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::forward::AdminOp;
+use crate::node::App;
+
+type AppState = State<Arc<App>>;
+
+/// An error answer: the contract's status and `{code, message, ...}` body.
+pub struct Fail(pub ApiError);
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Self {
+        Fail(e)
+    }
+}
+
+impl From<cairn_store::StoreError> for Fail {
+    fn from(e: cairn_store::StoreError) -> Self {
+        Fail(e.into())
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut body = json!({ "code": e.code.as_str(), "message": e.message });
+        if let Some(limit) = e.limit {
+            body["limit"] = limit.into();
+        }
+        if let Some(c) = e.compact_revision {
+            body["compact_revision"] = c.into();
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer = Result<Response, Fail>;
+
+fn reply(status: StatusCode, header: Header, mut body: Value) -> Response {
+    body["header"] = json!(header);
+    (status, Json(body)).into_response()
+}
+
+/// Query parameters, with flags that may be bare (`?children`) and unknown names refused.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn parse(uri: &Uri, allowed: &[&str]) -> Result<Params, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| ApiError::invalid_request(format!("query string is not valid: {e}")))?;
+        let mut map = HashMap::new();
+        for (k, v) in pairs {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::invalid_request(format!(
+                    "unknown parameter \"{k}\" (this call takes: {})",
+                    allowed.join(", ")
+                )));
+            }
+            map.insert(k, v);
+        }
+        Ok(Params(map))
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.0.get(name).map(String::as_str) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("") | Some("true") | Some("1") => Ok(true),
+            Some(v) => Err(ApiError::invalid_request(format!("{name}={v}: expected true or false"))),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.0
+            .get(name)
+            .map(|v| v.parse().map_err(|_| ApiError::invalid_request(format!("{name}={v}: expected a non-negative integer"))))
+            .transpose()
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn encoding(&self) -> Result<Encoding, ApiError> {
+        Encoding::parse(self.text("encoding"))
+    }
+}
+
+fn node_path(captured: Option<Path<String>>) -> Result<String, ApiError> {
+    let path = match captured {
+        Some(Path(p)) => format!("/{p}"),
+        None => "/".to_owned(),
+    };
+    validate_path(&path)?;
+    Ok(path)
+}
+
+/// Reads a body up to the request limit, answering 413 with the limit past it.
+async fn read_body(app: &App, body: Body) -> Result<Bytes, ApiError> {
+    let limit = app.limits.max_request_bytes;
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large("request body size in bytes", limit as u64))
+}
+
+fn check_value(app: &App, value: &[u8]) -> Result<(), ApiError> {
+    if value.len() > app.limits.max_value_bytes {
+        return Err(ApiError::too_large("value size in bytes", app.limits.max_value_bytes as u64));
+    }
+    Ok(())
+}
+
+async fn read_value(app: &App, body: Body, encoding: Encoding) -> Result<Vec<u8>, ApiError> {
+    let bytes = read_body(app, body).await?;
+    let value = match encoding {
+        Encoding::Utf8 => bytes.to_vec(),
+        Encoding::Base64 => encoding.decode(
+            std::str::from_utf8(&bytes).map_err(|_| ApiError::invalid_request("a base64 body must be ASCII text"))?,
+        )?,
+    };
+    check_value(app, &value)?;
+    Ok(value)
+}
+
+async fn write_op(app: &App, op: Op) -> Result<(u64, OpResult), ApiError> {
+    let applied = app.write(Command::Op(op)).await?;
+    match applied.output {
+        Output::Op(result) => Ok((applied.revision, result)),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+const GET_PARAMS: &[&str] =
+    &["raw", "children", "recursive", "revision", "limit", "after", "consistency", "encoding"];
+
+async fn get_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) -> Answer {
+    let path = node_path(path)?;
+    let p = Params::parse(&uri, GET_PARAMS)?;
+    match p.text("consistency") {
+        None | Some("linearizable") => app.linearize().await?,
+        Some("serializable") => {}
+        Some(other) => {
+            return Err(ApiError::invalid_request(format!("consistency={other}: use linearizable or serializable")).into())
+        }
+    }
+    let encoding = p.encoding()?;
+    let (children, recursive, raw) = (p.flag("children")?, p.flag("recursive")?, p.flag("raw")?);
+    if [children, recursive, raw].iter().filter(|f| **f).count() > 1 {
+        return Err(ApiError::invalid_request("choose one of raw, children and recursive").into());
+    }
+    let at = p.number::<u64>("revision")?;
+    let limit = wire::page_limit(p.number("limit")?)?;
+    let after = p.text("after");
+    let view = app.store.read()?;
+    let header = app.header(view.revision());
+    if children {
+        let page = view.children(&path, at, after, limit)?;
+        let entries: Vec<Value> = page.entries.iter().map(wire::child).collect();
+        return Ok(reply(StatusCode::OK, header, json!({ "path": path, "revision": page.revision, "children": entries, "next": page.next })));
+    }
+    if recursive {
+        let page = view.subtree(&path, at, after, limit)?;
+        let entries: Vec<Value> = page.entries.iter().map(|n| wire::node(n, encoding)).collect();
+        return Ok(reply(StatusCode::OK, header, json!({ "path": path, "revision": page.revision, "nodes": entries, "next": page.next })));
+    }
+    let node = view.get(&path, at)?;
+    if raw {
+        let mut resp = (StatusCode::OK, node.value).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        resp.headers_mut().insert("x-cairn-revision", HeaderValue::from(view.revision()));
+        resp.headers_mut().insert("x-cairn-mod-revision", HeaderValue::from(node.stat.mod_revision));
+        return Ok(resp);
+    }
+    Ok(reply(StatusCode::OK, header, json!({ "node": wire::node(&node, encoding) })))
+}
+
+async fn put_node(State(app): AppState, uri: Uri, path: Option<Path<String>>, body: Body) -> Answer {
+    let path = node_path(path)?;
+    let p = Params::parse(&uri, &["version", "mod_revision", "lease", "parents", "encoding"])?;
+    let encoding = p.encoding()?;
+    let op = Op::Put {
+        expect: wire::expect_from(p.number("version")?, p.number("mod_revision")?)?,
+        lease: p.number("lease")?,
+        parents: p.flag("parents")?,
+        value: read_value(&app, body, encoding).await?,
+        path,
+    };
+    match write_op(&app, op).await? {
+        (rev, OpResult::Put { node, prev }) => {
+            let status = if prev.is_none() { StatusCode::CREATED } else { StatusCode::OK };
+            let body = json!({
+                "node": wire::node(&node, encoding),
+                "prev": prev.as_ref().map(|n| wire::node(n, encoding)),
+                "created": prev.is_none(),
+            });
+            Ok(reply(status, app.header(rev), body))
+        }
+        (_, other) => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
+    }
+}
+
+async fn create_node(State(app): AppState, uri: Uri, path: Option<Path<String>>, body: Body) -> Answer {
+    let path = node_path(path)?;
+    let p = Params::parse(&uri, &["sequential", "lease", "parents", "encoding"])?;
+    let encoding = p.encoding()?;
+    let op = Op::Create {
+        sequential: p.flag("sequential")?,
+        lease: p.number("lease")?,
+        parents: p.flag("parents")?,
+        value: read_value(&app, body, encoding).await?,
+        path,
+    };
+    match write_op(&app, op).await? {
+        (rev, OpResult::Created { node }) => {
+            let mut resp = reply(StatusCode::CREATED, app.header(rev), json!({ "node": wire::node(&node, encoding) }));
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/nodes{}", node.path)) {
+                resp.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(resp)
+        }
+        (_, other) => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
+    }
+}
+
+async fn delete_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) -> Answer {
+    let path = node_path(path)?;
+    let p = Params::parse(&uri, &["version", "mod_revision", "recursive", "encoding"])?;
+    let encoding = p.encoding()?;
+    let op = Op::Delete {
+        expect: wire::expect_from(p.number("version")?, p.number("mod_revision")?)?,
+        recursive: p.flag("recursive")?,
+        path,
+    };
+    match write_op(&app, op).await? {
+        (rev, OpResult::Deleted { node, deleted }) => {
+            Ok(reply(StatusCode::OK, app.header(rev), json!({ "node": wire::node(&node, encoding), "deleted": deleted })))
+        }
+        (_, other) => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
+    }
+}
+
+async fn txn(State(app): AppState, uri: Uri, body: Body) -> Answer {
+    let p = Params::parse(&uri, &["encoding"])?;
+    let encoding = p.encoding()?;
+    let body = read_body(&app, body).await?;
+    let txn = wire::parse_txn(&body, app.limits.max_txn_ops)?;
+    for op in txn.success.iter().chain(&txn.failure) {
+        if let Op::Create { value, .. } | Op::Put { value, .. } = op {
+            check_value(&app, value)?;
+        }
+    }
+    let applied = app.write(Command::Txn(txn)).await?;
+    match applied.output {
+        Output::Txn(result) => Ok(reply(StatusCode::OK, app.header(applied.revision), wire::txn_result(&result, encoding))),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
+    }
+}
+
+async fn health(State(app): AppState) -> Response {
+    reply(StatusCode::OK, app.header(app.store.revision()), json!({ "status": "ok" }))
+}
+
+/// Ready = a leader exists and this member has applied everything it has committed.
+async fn ready(State(app): AppState) -> Answer {
+    match tokio::time::timeout(Duration::from_secs(2), app.linearize()).await {
+        Ok(Ok(())) => Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "ready": true }))),
+        Ok(Err(e)) => Err(ApiError::unavailable(format!("not ready: {}", e.message)).into()),
+        Err(_) => Err(ApiError::unavailable("not ready: not caught up with the leader").into()),
+    }
+}
+
+async fn metrics(State(app): AppState) -> Response {
+    app.metrics.revision.set(app.store.revision() as i64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}
+
+async fn cluster(State(app): AppState) -> Answer {
+    let m = app.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let last_index = m.last_log_index.unwrap_or(0);
+    let members: Vec<Value> = membership
+        .nodes()
+        .map(|(id, node)| {
+            let voter = membership.voter_ids().any(|v| v == *id);
+            let role = if m.current_leader == Some(*id) { "leader" } else if voter { "follower" } else { "learner" };
+            let matched = m.replication.as_ref().and_then(|r| r.get(id)).map(|l| l.as_ref().map(|l| l.index).unwrap_or(0));
+            let mut member = json!({ "id": id, "peer_addr": node.addr, "role": role, "voter": voter });
+            if let Some(matched) = matched {
+                member["matched_index"] = matched.into();
+                member["lag"] = last_index.saturating_sub(matched).into();
+            }
+            if *id == app.id {
+                member["applied_index"] = m.last_applied.map(|l| l.index).unwrap_or(0).into();
+                member["last_log_index"] = last_index.into();
+            }
+            member
+        })
+        .collect();
+    let body = json!({
+        "cluster": {
+            "member": app.id,
+            "leader": m.current_leader,
+            "term": m.current_term,
+            "state": format!("{:?}", m.state).to_lowercase(),
+            "members": members,
+            "revision": app.store.revision(),
+            "compact_revision": app.store.compact_revision(),
+            "snapshot_index": m.snapshot.map(|l| l.index),
+            "purged_index": m.purged.map(|l| l.index),
+        },
+        "limits": app.limits,
+    });
+    Ok(reply(StatusCode::OK, app.header(app.store.revision()), body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    id: u64,
+    peer_addr: String,
+}
+
+async fn add_member(State(app): AppState, body: Body) -> Answer {
+    let body = read_body(&app, body).await?;
+    let req: AddMember = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_request(format!("expected {{\"id\": N, \"peer_addr\": \"host:port\"}}: {e}")))?;
+    if req.id == 0 {
+        return Err(ApiError::invalid_request("member ids start at 1").into());
+    }
+    req.peer_addr
+        .parse::<std::net::SocketAddr>()
+        .map_err(|_| ApiError::invalid_request(format!("peer_addr \"{}\" is not host:port", req.peer_addr)))?;
+    app.admin(AdminOp::AddLearner { id: req.id, addr: req.peer_addr.clone() }).await?;
+    let member = json!({ "id": req.id, "peer_addr": req.peer_addr, "role": "learner" });
+    Ok(reply(StatusCode::CREATED, app.header(app.store.revision()), json!({ "member": member })))
+}
+
+fn member_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse().map_err(|_| ApiError::invalid_request(format!("\"{raw}\" is not a member id")))
+}
+
+async fn promote_member(State(app): AppState, Path(id): Path<String>) -> Answer {
+    let id = member_id(&id)?;
+    app.admin(AdminOp::Promote { id }).await?;
+    Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "member": { "id": id, "role": "voter" } })))
+}
+
+async fn remove_member(State(app): AppState, Path(id): Path<String>) -> Answer {
+    let id = member_id(&id)?;
+    app.admin(AdminOp::Remove { id }).await?;
+    Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "removed": id })))
+}
+
+async fn not_found(method: Method, uri: Uri) -> Fail {
+    Fail(ApiError::new(ErrorCode::NotFound, format!("no such call: {method} {} (see the API reference in README.md)", uri.path())))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    let mut resp = Fail(ApiError::invalid_request(format!("{} does not take {method}", uri.path()))).into_response();
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}
+
+async fn count_requests(State(app): AppState, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    app.metrics.requests.with_label_values(&[method.as_str(), resp.status().as_str()]).inc();
+    resp
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let nodes = get(get_node).put(put_node).post(create_node).delete(delete_node);
+    Router::new()
+        .route("/v1/nodes", nodes.clone())
+        .route("/v1/nodes/", nodes.clone())
+        .route("/v1/nodes/{*path}", nodes)
+        .route("/v1/txn", post(txn))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/cluster/members", post(add_member))
+        .route("/v1/cluster/members/{id}/promote", post(promote_member))
+        .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
+        .with_state(app)
+}

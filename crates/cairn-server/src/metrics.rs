@@ -1,0 +1,61 @@
+//! Prometheus metrics.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub writes: IntCounter,
+    pub write_batches: IntCounter,
+    pub batch_size: Histogram,
+    pub read_index_rounds: IntCounter,
+    pub revision: IntGauge,
+    pub term: IntGauge,
+    pub is_leader: IntGauge,
+    pub applied_index: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("cairn".into()), None)?;
+        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests by method and status"), &["method", "status"])?;
+        let writes = IntCounter::new("writes_total", "Write commands proposed by this member")?;
+        let write_batches = IntCounter::new("write_batches_total", "Log entries proposed by the batcher")?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("write_batch_size", "Commands per proposed log entry")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+        )?;
+        let read_index_rounds = IntCounter::new("read_index_rounds_total", "Leadership confirmations for linearizable reads")?;
+        let revision = IntGauge::new("revision", "Revision of the last applied write")?;
+        let term = IntGauge::new("raft_term", "Current Raft term")?;
+        let is_leader = IntGauge::new("is_leader", "1 if this member leads")?;
+        let applied_index = IntGauge::new("applied_index", "Last applied Raft log index")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(writes.clone()))?;
+        registry.register(Box::new(write_batches.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(read_index_rounds.clone()))?;
+        registry.register(Box::new(revision.clone()))?;
+        registry.register(Box::new(term.clone()))?;
+        registry.register(Box::new(is_leader.clone()))?;
+        registry.register(Box::new(applied_index.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            writes,
+            write_batches,
+            batch_size,
+            read_index_rounds,
+            revision,
+            term,
+            is_leader,
+            applied_index,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

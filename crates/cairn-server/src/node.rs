@@ -1,0 +1,385 @@
+//! A running member: storage, Raft, the two listeners and the background tasks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_api::{ApiError, Header};
+use cairn_raft::openraft::error::{ClientWriteError, RaftError};
+use cairn_raft::openraft::{self, ChangeMembers, SnapshotPolicy};
+use cairn_raft::{Node, PeerNetwork, Raft};
+use cairn_store::{Applied, Command, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::batcher::{Batcher, WriteError};
+use crate::config::{Config, Limits};
+use crate::forward::{AdminOp, Forwarder};
+use crate::metrics::Metrics;
+use crate::reads::ReadGate;
+
+/// How long a write or read keeps looking for a leader before answering 503.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the data directory {0}: {1}")]
+    Storage(String, cairn_raft::OpenError),
+    #[error("cannot listen on {0} for {1}: {2} (is another cairn using it? choose another address)")]
+    Bind(SocketAddr, &'static str, std::io::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Shared state of a member's request handlers.
+pub struct App {
+    pub id: u64,
+    pub raft: Raft,
+    pub store: Arc<Store>,
+    pub batcher: Batcher,
+    pub local_reads: ReadGate,
+    pub remote_reads: ReadGate,
+    pub forwarder: Forwarder,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    term: AtomicU64,
+    /// 0 = no leader known.
+    leader: AtomicU64,
+}
+
+fn leader_of(raft: &Raft) -> Option<(u64, String)> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let id = m.current_leader?;
+    let node = m.membership_config.membership().get_node(&id)?;
+    Some((id, node.addr.clone()))
+}
+
+impl App {
+    pub fn leader_id(&self) -> Option<u64> {
+        match self.leader.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_id() == Some(self.id)
+    }
+
+    pub fn header(&self, revision: u64) -> Header {
+        Header { revision, raft_term: self.term.load(Ordering::Relaxed), leader: self.leader_id(), member: self.id }
+    }
+
+    /// Runs a write on the leader, from here or by forwarding, retrying while no leader
+    /// is known or while one is being replaced (never when the outcome is unknown).
+    pub async fn write(&self, command: Command) -> Result<Applied, ApiError> {
+        self.metrics.writes.inc();
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut attempt = 0u32;
+        loop {
+            let result = match leader_of(&self.raft) {
+                Some((id, _)) if id == self.id => self.batcher.propose(command.clone()).await,
+                Some((id, addr)) => self.forwarder.propose(id, &addr, &command).await,
+                None => Err(WriteError::NotLeader(None)),
+            };
+            match result {
+                Ok(applied) => return Ok(applied),
+                Err(e @ (WriteError::NotLeader(_) | WriteError::Unreachable(_))) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e.into_api());
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis((20 * u64::from(attempt)).min(200))).await;
+                }
+                Err(e) => return Err(e.into_api()),
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call: a read
+    /// of local state after it is linearizable (ReadIndex; followers ask the leader).
+    pub async fn linearize(&self) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut attempt = 0u32;
+        let index = loop {
+            let result = match leader_of(&self.raft) {
+                Some((id, _)) if id == self.id => self.local_reads.read_index().await,
+                Some(_) => self.remote_reads.read_index().await,
+                None => Err(WriteError::NotLeader(None)),
+            };
+            match result {
+                Ok(index) => break index,
+                Err(WriteError::Api(e)) => return Err(e),
+                Err(e) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e.into_api());
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis((20 * u64::from(attempt)).min(200))).await;
+                }
+            }
+        };
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::unavailable(format!("this member is not catching up with the leader: {e}")))
+    }
+
+    /// Membership changes go to the leader.
+    pub async fn admin(&self, op: AdminOp) -> Result<(), ApiError> {
+        match leader_of(&self.raft) {
+            Some((id, _)) if id == self.id => self.admin_local(op).await,
+            Some((id, addr)) => self.forwarder.admin(id, &addr, &op).await,
+            None => Err(WriteError::NotLeader(None)),
+        }
+        .map_err(WriteError::into_api)
+    }
+
+    pub async fn admin_local(&self, op: AdminOp) -> Result<(), WriteError> {
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let is_voter = |id: &u64| membership.voter_ids().any(|v| v == *id);
+        let is_member = |id: &u64| membership.get_node(id).is_some();
+        let not_member = |id: u64| WriteError::Api(ApiError::new(cairn_api::ErrorCode::NotFound, format!("member {id} is not in the cluster")));
+        let result = match op {
+            AdminOp::AddLearner { id, addr } => {
+                if is_member(&id) {
+                    return Err(WriteError::Api(ApiError::new(cairn_api::ErrorCode::AlreadyExists, format!("member {id} is already in the cluster"))));
+                }
+                self.raft.add_learner(id, Node { addr }, false).await.map(|_| ())
+            }
+            AdminOp::Promote { id } => {
+                if !is_member(&id) {
+                    return Err(not_member(id));
+                }
+                if is_voter(&id) {
+                    return Ok(());
+                }
+                self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map(|_| ())
+            }
+            AdminOp::Remove { id } => {
+                if !is_member(&id) {
+                    return Err(not_member(id));
+                }
+                let change = if is_voter(&id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft.change_membership(change, false).await.map(|_| ())
+            }
+        };
+        result.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader(f.leader_id),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                WriteError::Api(ApiError::invalid_request(format!("membership change refused: {e}")))
+            }
+            other => WriteError::Unknown(other.to_string()),
+        })
+    }
+}
+
+/// A started member.
+pub struct Running {
+    pub app: Arc<App>,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops serving and shuts Raft down.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for s in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+        let _ = self.app.raft.shutdown().await;
+    }
+}
+
+fn raft_config(config: &Config) -> Result<openraft::Config, StartError> {
+    openraft::Config {
+        cluster_name: "cairn".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 600,
+        election_timeout_max: 1200,
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+        max_in_snapshot_log_to_keep: config.snapshot_logs / 2,
+        snapshot_max_chunk_size: 4 << 20,
+        max_payload_entries: 300,
+        purge_batch_size: 256,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Raft(e.to_string()))
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, what, e))
+}
+
+/// Opens storage, starts Raft and both listeners, and forms the cluster on first start.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let storage = cairn_raft::open_storage(&config.data_dir)
+        .await
+        .map_err(|e| StartError::Storage(config.data_dir.display().to_string(), e))?;
+    let network = PeerNetwork::new();
+    let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network.clone(), storage.log, storage.state_machine)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new()?);
+    let forwarder = Forwarder::new(network.client().clone());
+
+    let local_reads = {
+        let raft = raft.clone();
+        let m = metrics.clone();
+        ReadGate::start(
+            move || {
+                let raft = raft.clone();
+                async move {
+                    match raft.get_read_log_id().await {
+                        Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+                        Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                            Err(WriteError::NotLeader(f.leader_id))
+                        }
+                        Err(e) => Err(WriteError::Unreachable(e.to_string())),
+                    }
+                }
+            },
+            move || m.read_index_rounds.inc(),
+        )
+    };
+    let remote_reads = {
+        let raft = raft.clone();
+        let forwarder = forwarder.clone();
+        ReadGate::start(
+            move || {
+                let raft = raft.clone();
+                let forwarder = forwarder.clone();
+                async move {
+                    match leader_of(&raft) {
+                        Some((id, addr)) => forwarder.read_index(id, &addr).await,
+                        None => Err(WriteError::NotLeader(None)),
+                    }
+                }
+            },
+            || {},
+        )
+    };
+
+    let app = Arc::new(App {
+        id: config.id,
+        batcher: Batcher::start(raft.clone(), metrics.clone(), config.limits.max_pending_writes),
+        raft: raft.clone(),
+        store: storage.store,
+        local_reads,
+        remote_reads,
+        forwarder,
+        metrics,
+        limits: config.limits.clone(),
+        term: AtomicU64::new(0),
+        leader: AtomicU64::new(0),
+    });
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let peer_listener = bind(config.listen_peer, "peer traffic").await?;
+    let client_listener = bind(config.listen_client, "the client API").await?;
+    let peer_addr = peer_listener.local_addr().map_err(|e| StartError::Bind(config.listen_peer, "peer traffic", e))?;
+    let client_addr = client_listener.local_addr().map_err(|e| StartError::Bind(config.listen_client, "the client API", e))?;
+
+    let peer_router = cairn_raft::peer_routes(raft.clone(), config.id)
+        .merge(crate::forward::routes(app.clone(), config.limits.max_request_bytes * 2));
+    let client_router = crate::http::router(app.clone());
+    let servers = vec![
+        serve(peer_listener, peer_router, shutdown_rx.clone()),
+        serve(client_listener, client_router, shutdown_rx.clone()),
+    ];
+
+    tokio::spawn(track_metrics(app.clone(), shutdown_rx.clone()));
+    tokio::spawn(compact_history(app.clone(), config.history_revisions, shutdown_rx.clone()));
+
+    if !config.join && !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+        let members: BTreeMap<u64, Node> =
+            config.initial_cluster.iter().map(|(id, addr)| (*id, Node { addr: addr.clone() })).collect();
+        // Every founding member proposes the same configuration; openraft accepts that.
+        if let Err(e) = raft.initialize(members).await {
+            tracing::info!("cluster already formed: {e}");
+        }
+    }
+    tracing::info!(id = config.id, %client_addr, %peer_addr, data_dir = %config.data_dir.display(), "cairn is serving");
+    Ok(Running { app, client_addr, peer_addr, shutdown, servers })
+}
+
+fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!("listener stopped: {e}");
+        }
+    })
+}
+
+/// Keeps the cached term/leader (used in every response header) and gauges current.
+async fn track_metrics(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut rx = app.raft.metrics();
+    loop {
+        {
+            let m = rx.borrow_and_update();
+            app.term.store(m.current_term, Ordering::Relaxed);
+            app.leader.store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
+            app.metrics.term.set(m.current_term as i64);
+            app.metrics.is_leader.set(i64::from(m.current_leader == Some(app.id)));
+            app.metrics.applied_index.set(m.last_applied.map(|l| l.index as i64).unwrap_or(0));
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The leader keeps `history` revisions and compacts below them through Raft; every
+/// member then removes what compaction made unreachable, off the request path.
+async fn compact_history(app: Arc<App>, history: u64, mut stop: watch::Receiver<bool>) {
+    let mut purged_at = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let (revision, compacted) = (app.store.revision(), app.store.compact_revision());
+        let target = revision.saturating_sub(history);
+        // Compact in steps of a tenth of the window so it is not proposed on every write.
+        if app.is_leader() && target > compacted + (history / 10).max(1) {
+            if let Err(e) = app.write(Command::Compact { revision: target }).await {
+                tracing::warn!("history compaction at {target} failed: {e}");
+            }
+        }
+        let compacted = app.store.compact_revision();
+        if compacted > purged_at {
+            let store = app.store.clone();
+            match tokio::task::spawn_blocking(move || store.purge_compacted()).await {
+                Ok(Ok(removed)) => {
+                    purged_at = compacted;
+                    tracing::debug!(removed, compacted, "purged compacted history");
+                }
+                Ok(Err(e)) => tracing::warn!("purging compacted history failed: {e}"),
+                Err(e) => tracing::warn!("purge task failed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Applying commands: each write command is atomic and gets the next revision.
+
+use cairn_api::{
+    parent_of, validate_path, ApiError, ErrorCode, Expect, Node, Op, OpResult, Stat, Txn,
+    TxnResult, CompareTarget, MAX_VALUE_BYTES, PAGE_BYTE_BUDGET, SEQUENCE_DIGITS,
+};
+use rocksdb::WriteBatch;
+
+use crate::keys::{self, meta};
+use crate::kv::{Cf, Cursor, KvRead, Layer, Merged, CF_COUNT};
+use crate::read::{children_at, node_at, stat_at, subtree_at, value_of};
+use crate::store::{read_u64, LiveView};
+use crate::{Applied, Command, CommandResult, Event, EventKind, Output, Request, Store, StoreError};
+
+/// Why an operation stopped: the user's mistake (answered, nothing written) or the disk's
+/// (fatal for the apply).
+enum Fail {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Self {
+        Fail::Api(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+/// The latest state, seen through this apply's writes.
+const LATEST: u64 = u64::MAX;
+
+/// One apply: commands run against the committed state plus their own earlier writes; all
+/// writes, the new revision and the caller's applied marker reach RocksDB in one WriteBatch.
+pub struct Apply<'a> {
+    store: &'a Store,
+    base: LiveView<'a>,
+    /// Writes of commands that succeeded in this apply.
+    done: [Layer; CF_COUNT],
+    /// Writes of the command running now, dropped if it fails.
+    staged: [Layer; CF_COUNT],
+    events: Vec<Event>,
+    revision: u64,
+    compact_revision: u64,
+    time_ms: u64,
+}
+
+impl KvRead for Apply<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        for layer in [&self.staged[cf as usize], &self.done[cf as usize]] {
+            if let Some(v) = layer.get(key) {
+                return Ok(v.clone());
+            }
+        }
+        self.base.get(cf, key)
+    }
+
+    fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
+        let done = Merged::new(self.base.cursor(cf), &self.done[cf as usize]);
+        Box::new(Merged::new(Box::new(done), &self.staged[cf as usize]))
+    }
+}
+
+impl<'a> Apply<'a> {
+    pub(crate) fn new(store: &'a Store) -> Result<Self, StoreError> {
+        let base = store.live();
+        let time_ms = read_u64(base.get(Cf::Meta, meta::SM_TIME)?)?;
+        Ok(Apply {
+            store,
+            base,
+            done: Default::default(),
+            staged: Default::default(),
+            events: Vec::new(),
+            revision: store.revision(),
+            compact_revision: store.compact_revision(),
+            time_ms,
+        })
+    }
+
+    /// The revision after everything applied so far.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Runs every command of a log entry. A command's mistake is its answer; a storage
+    /// failure aborts the whole apply.
+    pub fn apply_request(&mut self, request: &Request) -> Result<Vec<CommandResult>, StoreError> {
+        // Leaders' clocks may disagree: state-machine time never goes backwards.
+        self.time_ms = self.time_ms.max(request.time_ms);
+        request.commands.iter().map(|c| self.run(c)).collect()
+    }
+
+    /// Stores the Raft layer's applied marker with this apply's writes.
+    pub fn set_applied(&mut self, record: Vec<u8>) {
+        self.done[Cf::Meta as usize].insert(meta::APPLIED.to_vec(), Some(record));
+    }
+
+    /// Writes everything in one batch. Durability comes from the Raft log, so no fsync.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let m = &mut self.done[Cf::Meta as usize];
+        m.insert(meta::REVISION.to_vec(), Some(self.revision.to_be_bytes().to_vec()));
+        m.insert(meta::COMPACT_REVISION.to_vec(), Some(self.compact_revision.to_be_bytes().to_vec()));
+        m.insert(meta::SM_TIME.to_vec(), Some(self.time_ms.to_be_bytes().to_vec()));
+        let mut batch = WriteBatch::default();
+        for cf in [Cf::Stat, Cf::Data, Cf::Events, Cf::Meta] {
+            let handle = self.store.cf(cf)?;
+            for (k, v) in std::mem::take(&mut self.done[cf as usize]) {
+                match v {
+                    Some(v) => batch.put_cf(handle, k, v),
+                    None => batch.delete_cf(handle, k),
+                }
+            }
+        }
+        self.store.db().write(batch)?;
+        self.store.set_counters(self.revision, self.compact_revision);
+        Ok(())
+    }
+
+    fn run(&mut self, command: &Command) -> Result<CommandResult, StoreError> {
+        let rev = self.revision + 1;
+        let outcome = match command {
+            Command::Op(op) => self.op(rev, op).map(Output::Op),
+            Command::Txn(txn) => self.txn(rev, txn).map(Output::Txn),
+            Command::Compact { revision } => self.compact(*revision),
+        };
+        match outcome {
+            Ok(output) => {
+                if !self.events.is_empty() {
+                    let events = std::mem::take(&mut self.events);
+                    self.staged[Cf::Events as usize]
+                        .insert(keys::event_key(rev).to_vec(), Some(bincode::serialize(&events)?));
+                    self.revision = rev;
+                }
+                for (done, staged) in self.done.iter_mut().zip(self.staged.iter_mut()) {
+                    done.append(staged);
+                }
+                Ok(Ok(Applied { revision: self.revision, output }))
+            }
+            Err(fail) => {
+                self.staged.iter_mut().for_each(Layer::clear);
+                self.events.clear();
+                match fail {
+                    Fail::Api(e) => Ok(Err(e)),
+                    Fail::Store(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn compact(&mut self, revision: u64) -> Result<Output, Fail> {
+        if revision > self.revision {
+            return Err(ApiError::new(
+                ErrorCode::FutureRevision,
+                format!("cannot compact at {revision}: the current revision is {}", self.revision),
+            )
+            .into());
+        }
+        self.compact_revision = self.compact_revision.max(revision);
+        Ok(Output::Compacted { compact_revision: self.compact_revision })
+    }
+
+    fn stat(&self, path: &str) -> Result<Option<Stat>, StoreError> {
+        stat_at(self, path, LATEST)
+    }
+
+    fn write_stat(&mut self, path: &str, rev: u64, stat: Option<&Stat>) -> Result<(), StoreError> {
+        self.staged[Cf::Stat as usize]
+            .insert(keys::version_key(path, rev), Some(bincode::serialize(&stat)?));
+        Ok(())
+    }
+
+    fn write_data(&mut self, path: &str, rev: u64, value: &[u8]) {
+        self.staged[Cf::Data as usize].insert(keys::data_key(path, rev), Some(value.to_vec()));
+    }
+
+    fn event(&mut self, kind: EventKind, path: &str, stat: &Stat, prev: Option<&Stat>) {
+        self.events.push(Event { kind, path: path.to_owned(), stat: stat.clone(), prev: prev.cloned() });
+    }
+
+    fn op(&mut self, rev: u64, op: &Op) -> Result<OpResult, Fail> {
+        validate_path(op.path())?;
+        match op {
+            Op::Create { path, value, sequential, lease, parents } => {
+                let node = self.create(rev, path, value, *sequential, *lease, *parents)?;
+                Ok(OpResult::Created { node })
+            }
+            Op::Put { path, value, lease, parents, expect } => {
+                let (node, prev) = self.put(rev, path, value, *lease, *parents, *expect)?;
+                Ok(OpResult::Put { node, prev })
+            }
+            Op::Delete { path, recursive, expect } => {
+                let (node, deleted) = self.delete(rev, path, *recursive, *expect)?;
+                Ok(OpResult::Deleted { node, deleted })
+            }
+            Op::Get { path } => Ok(OpResult::Got { node: node_at(self, path, LATEST)? }),
+            Op::List { path, recursive, limit } => {
+                if self.stat(path)?.is_none() {
+                    return Err(ApiError::not_found(path).into());
+                }
+                let (nodes, more) = if *recursive {
+                    subtree_at(self, path, LATEST, None, *limit, PAGE_BYTE_BUDGET, true)?
+                } else {
+                    let (children, more) = children_at(self, path, LATEST, None, *limit)?;
+                    let mut nodes = Vec::with_capacity(children.len());
+                    for child in children {
+                        let path = cairn_api::join_child(path, &child.name);
+                        let value = value_of(self, &path, &child.stat)?;
+                        nodes.push(Node { path, value, stat: child.stat });
+                    }
+                    (nodes, more)
+                };
+                Ok(OpResult::Listed { nodes, more })
+            }
+        }
+    }
+
+    fn txn(&mut self, rev: u64, txn: &Txn) -> Result<TxnResult, Fail> {
+        let mut succeeded = true;
+        for compare in &txn.compare {
+            validate_path(&compare.path)?;
+            let stat = self.stat(&compare.path)?;
+            let holds = match &stat {
+                None => compare.holds(None),
+                Some(s) => {
+                    let value = match compare.target {
+                        CompareTarget::Value(_) => value_of(self, &compare.path, s)?,
+                        _ => Vec::new(),
+                    };
+                    compare.holds(Some((s, &value)))
+                }
+            };
+            if !holds {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let results = ops.iter().map(|op| self.op(rev, op)).collect::<Result<_, _>>()?;
+        Ok(TxnResult { succeeded, results })
+    }
+
+    fn check_value(value: &[u8]) -> Result<(), ApiError> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(ApiError::too_large("value size in bytes", MAX_VALUE_BYTES as u64));
+        }
+        Ok(())
+    }
+
+    /// Leases are granted through their own commands; until one exists, none can be named.
+    fn check_lease(&self, lease: Option<u64>) -> Result<(), ApiError> {
+        match lease {
+            None => Ok(()),
+            Some(id) => Err(ApiError::new(ErrorCode::LeaseNotFound, format!("lease {id} does not exist"))),
+        }
+    }
+
+    fn check_expect(path: &str, stat: &Stat, expect: Option<Expect>) -> Result<(), ApiError> {
+        let (what, have, want) = match expect {
+            None => return Ok(()),
+            Some(Expect::Version(v)) => ("version", stat.version, v),
+            Some(Expect::ModRevision(r)) => ("mod_revision", stat.mod_revision, r),
+        };
+        if have == want {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::VersionConflict,
+                format!("node {path} has {what} {have}, expected {want}"),
+            ))
+        }
+    }
+
+    /// A child was added (+1) or removed (-1) under `parent`.
+    fn bump_parent(&mut self, rev: u64, parent: &str, mut stat: Stat, added: bool) -> Result<(), StoreError> {
+        stat.cversion += 1;
+        if added {
+            stat.num_children += 1;
+        } else {
+            stat.num_children = stat.num_children.saturating_sub(1);
+        }
+        self.write_stat(parent, rev, Some(&stat))
+    }
+
+    fn new_stat(&self, rev: u64, lease: Option<u64>, len: usize) -> Stat {
+        Stat {
+            create_revision: rev,
+            mod_revision: rev,
+            version: 0,
+            cversion: 0,
+            num_children: 0,
+            lease,
+            ctime: self.time_ms,
+            mtime: self.time_ms,
+            data_length: len as u64,
+        }
+    }
+
+    /// The stat of `parent`, creating it and its missing ancestors when `parents` is set.
+    fn parent_stat(&mut self, rev: u64, parent: &str, parents: bool) -> Result<Stat, Fail> {
+        if let Some(stat) = self.stat(parent)? {
+            return Ok(stat);
+        }
+        if !parents {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("parent {parent} does not exist (create it first, or pass parents=true)"),
+            )
+            .into());
+        }
+        let grandparent = parent_of(parent).ok_or_else(|| ApiError::internal("root is missing"))?;
+        let gstat = self.parent_stat(rev, grandparent, true)?;
+        Self::check_parent_persistent(grandparent, &gstat)?;
+        let stat = self.new_stat(rev, None, 0);
+        self.write_stat(parent, rev, Some(&stat))?;
+        self.write_data(parent, rev, &[]);
+        self.bump_parent(rev, grandparent, gstat, true)?;
+        self.event(EventKind::Create, parent, &stat, None);
+        Ok(stat)
+    }
+
+    fn check_parent_persistent(parent: &str, stat: &Stat) -> Result<(), ApiError> {
+        match stat.lease {
+            Some(_) => Err(ApiError::new(
+                ErrorCode::EphemeralParent,
+                format!("node {parent} is ephemeral and cannot have children"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn create(
+        &mut self,
+        rev: u64,
+        path: &str,
+        value: &[u8],
+        sequential: bool,
+        lease: Option<u64>,
+        parents: bool,
+    ) -> Result<Node, Fail> {
+        Self::check_value(value)?;
+        let Some(parent) = parent_of(path) else {
+            return Err(ApiError::new(ErrorCode::AlreadyExists, "node / always exists").into());
+        };
+        let pstat = self.parent_stat(rev, parent, parents)?;
+        Self::check_parent_persistent(parent, &pstat)?;
+        let path = if sequential {
+            let named = format!("{path}{:0width$}", pstat.cversion, width = SEQUENCE_DIGITS);
+            validate_path(&named)?;
+            named
+        } else {
+            path.to_owned()
+        };
+        if self.stat(&path)?.is_some() {
+            return Err(ApiError::new(ErrorCode::AlreadyExists, format!("node {path} already exists")).into());
+        }
+        self.check_lease(lease)?;
+        let stat = self.new_stat(rev, lease, value.len());
+        self.write_stat(&path, rev, Some(&stat))?;
+        self.write_data(&path, rev, value);
+        self.bump_parent(rev, parent, pstat, true)?;
+        self.event(EventKind::Create, &path, &stat, None);
+        Ok(Node { path, value: value.to_vec(), stat })
+    }
+
+    fn put(
+        &mut self,
+        rev: u64,
+        path: &str,
+        value: &[u8],
+        lease: Option<u64>,
+        parents: bool,
+        expect: Option<Expect>,
+    ) -> Result<(Node, Option<Node>), Fail> {
+        let Some(old) = self.stat(path)? else {
+            if expect.is_some() {
+                return Err(ApiError::not_found(path).into());
+            }
+            return Ok((self.create(rev, path, value, false, lease, parents)?, None));
+        };
+        Self::check_expect(path, &old, expect)?;
+        Self::check_value(value)?;
+        if lease.is_some() && lease != old.lease {
+            return Err(ApiError::invalid_request(format!(
+                "node {path} exists with lease {:?}; a node's lease is fixed when it is created",
+                old.lease
+            ))
+            .into());
+        }
+        let prev_value = value_of(self, path, &old)?;
+        let stat = Stat {
+            mod_revision: rev,
+            version: old.version + 1,
+            mtime: self.time_ms,
+            data_length: value.len() as u64,
+            ..old.clone()
+        };
+        self.write_stat(path, rev, Some(&stat))?;
+        self.write_data(path, rev, value);
+        self.event(EventKind::Set, path, &stat, Some(&old));
+        let prev = Node { path: path.to_owned(), value: prev_value, stat: old };
+        Ok((Node { path: path.to_owned(), value: value.to_vec(), stat }, Some(prev)))
+    }
+
+    fn delete(
+        &mut self,
+        rev: u64,
+        path: &str,
+        recursive: bool,
+        expect: Option<Expect>,
+    ) -> Result<(Node, u64), Fail> {
+        let Some(parent) = parent_of(path) else {
+            return Err(ApiError::invalid_request("the root cannot be deleted").into());
+        };
+        let old = self.stat(path)?.ok_or_else(|| ApiError::not_found(path))?;
+        Self::check_expect(path, &old, expect)?;
+        if old.num_children > 0 && !recursive {
+            return Err(ApiError::new(
+                ErrorCode::NotEmpty,
+                format!("node {path} has {} children (pass recursive=true to delete them too)", old.num_children),
+            )
+            .into());
+        }
+        let value = value_of(self, path, &old)?;
+        let mut deleted = 1;
+        if old.num_children > 0 {
+            let (descendants, _) = subtree_at(self, path, LATEST, None, usize::MAX, usize::MAX, false)?;
+            for d in descendants {
+                self.write_stat(&d.path, rev, None)?;
+                self.event(EventKind::Delete, &d.path, &d.stat, Some(&d.stat));
+                deleted += 1;
+            }
+        }
+        self.write_stat(path, rev, None)?;
+        self.event(EventKind::Delete, path, &old, Some(&old));
+        let pstat = self.stat(parent)?.ok_or_else(|| ApiError::internal("parent vanished"))?;
+        self.bump_parent(rev, parent, pstat, false)?;
+        Ok((Node { path: path.to_owned(), value, stat: old }, deleted))
+    }
+}

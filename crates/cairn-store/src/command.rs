@@ -1,0 +1,71 @@
+use cairn_api::{ApiError, OpResult, Op, Stat, Txn, TxnResult};
+use serde::{Deserialize, Serialize};
+
+/// One Raft log entry's payload: a batch of commands proposed together (group commit) with
+/// the leader's wall clock at proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub time_ms: u64,
+    pub commands: Vec<Command>,
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Request({} commands @{})", self.commands.len(), self.time_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// One operation; a write that changes nothing (a failed CAS) takes no revision.
+    Op(Op),
+    Txn(Txn),
+    /// Forget history below `revision`: reads and watches before it answer `compacted`.
+    Compact { revision: u64 },
+}
+
+impl Command {
+    /// Bytes of value the command carries: what batching and limits count.
+    pub fn value_len(&self) -> usize {
+        match self {
+            Command::Op(op) => op.value_len(),
+            Command::Txn(t) => t.success.iter().chain(&t.failure).map(Op::value_len).sum(),
+            Command::Compact { .. } => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Output {
+    Op(OpResult),
+    Txn(TxnResult),
+    Compacted { compact_revision: u64 },
+}
+
+/// What one command did and the store revision right after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub revision: u64,
+    pub output: Output,
+}
+
+pub type CommandResult = Result<Applied, ApiError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Create,
+    Set,
+    Delete,
+}
+
+/// A change recorded in the history. Values are not copied here: they stay in the data
+/// column under `(path, mod_revision)` until compaction, and are joined in when read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub path: String,
+    /// After the change; for a delete, the node as it was when deleted.
+    pub stat: Stat,
+    /// Before the change (set and delete).
+    pub prev: Option<Stat>,
+}

@@ -1,0 +1,251 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use cairn_api::{ApiError, Stat};
+use rocksdb::{ColumnFamily, SnapshotWithThreadMode, WriteBatch, DB};
+
+use crate::keys::{self, meta};
+use crate::kv::{Cf, Cursor, DbCursor, KvRead, CF_COUNT};
+use crate::{Apply, ReadView};
+
+/// Column families the state machine needs; open the database with these (and any of your own).
+pub const COLUMN_FAMILIES: &[&str] = &CF_NAMES;
+const CF_NAMES: [&str; CF_COUNT] = ["sm_stat", "sm_data", "sm_events", "sm_meta"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt state-machine data: {0}")]
+    Corrupt(String),
+    #[error("column family {0} is missing: open the database with cairn_store::COLUMN_FAMILIES")]
+    MissingColumnFamily(&'static str),
+}
+
+impl From<bincode::Error> for StoreError {
+    fn from(e: bincode::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(format!("storage error: {e}"))
+    }
+}
+
+/// The state machine. Reads may run concurrently with one apply at a time.
+pub struct Store {
+    db: Arc<DB>,
+    revision: AtomicU64,
+    compact_revision: AtomicU64,
+}
+
+pub(crate) fn read_u64(bytes: Option<Vec<u8>>) -> Result<u64, StoreError> {
+    match bytes {
+        None => Ok(0),
+        Some(b) => Ok(u64::from_be_bytes(
+            b.as_slice().try_into().map_err(|_| StoreError::Corrupt("bad u64 in meta".into()))?,
+        )),
+    }
+}
+
+impl Store {
+    /// Opens the state machine over a database that has [`COLUMN_FAMILIES`].
+    pub fn open(db: Arc<DB>) -> Result<Self, StoreError> {
+        for name in CF_NAMES {
+            if db.cf_handle(name).is_none() {
+                return Err(StoreError::MissingColumnFamily(name));
+            }
+        }
+        let store = Store { db, revision: AtomicU64::new(0), compact_revision: AtomicU64::new(0) };
+        store.ensure_root()?;
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// The root always exists; it is written at revision 0 on every member alike.
+    fn ensure_root(&self) -> Result<(), StoreError> {
+        if self.live().get(Cf::Stat, &keys::version_key("/", 0))?.is_none() {
+            let mut batch = WriteBatch::default();
+            let root: Option<Stat> = Some(Stat::default());
+            batch.put_cf(self.cf(Cf::Stat)?, keys::version_key("/", 0), bincode::serialize(&root)?);
+            batch.put_cf(self.cf(Cf::Data)?, keys::data_key("/", 0), b"");
+            self.db.write(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Reloads the cached counters from disk (after open or a snapshot install).
+    pub(crate) fn reload(&self) -> Result<(), StoreError> {
+        let live = self.live();
+        self.revision.store(read_u64(live.get(Cf::Meta, meta::REVISION)?)?, Ordering::SeqCst);
+        self.compact_revision
+            .store(read_u64(live.get(Cf::Meta, meta::COMPACT_REVISION)?)?, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
+        let name = CF_NAMES[cf as usize];
+        self.db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
+    }
+
+    /// The revision of the last applied write.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::SeqCst)
+    }
+
+    /// Revisions below this one are no longer readable.
+    pub fn compact_revision(&self) -> u64 {
+        self.compact_revision.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_counters(&self, revision: u64, compact_revision: u64) {
+        self.revision.store(revision, Ordering::SeqCst);
+        self.compact_revision.store(compact_revision, Ordering::SeqCst);
+    }
+
+    /// The Raft layer's opaque last-applied record, as of the last commit.
+    pub fn applied(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.live().get(Cf::Meta, meta::APPLIED)
+    }
+
+    /// True when a snapshot install was interrupted: the caller must install one again.
+    pub fn install_interrupted(&self) -> Result<bool, StoreError> {
+        Ok(self.live().get(Cf::Meta, meta::INSTALLING)?.is_some())
+    }
+
+    /// A consistent read view of the current state.
+    pub fn read(&self) -> Result<ReadView<'_>, StoreError> {
+        ReadView::new(SnapView { store: self, snap: self.db.snapshot() })
+    }
+
+    /// Starts applying log entries; nothing is visible until [`Apply::commit`].
+    pub fn begin_apply(&self) -> Result<Apply<'_>, StoreError> {
+        Apply::new(self)
+    }
+
+    pub(crate) fn live(&self) -> LiveView<'_> {
+        LiveView { store: self }
+    }
+
+    /// Physically removes what compaction made unreachable: events below the compact
+    /// revision and versions superseded at or before it. Runs beside applies: it only
+    /// deletes keys at or below the compact revision, which applies never write again.
+    /// Returns the number of keys removed.
+    pub fn purge_compacted(&self) -> Result<u64, StoreError> {
+        let compact = self.compact_revision();
+        if compact == 0 {
+            return Ok(0);
+        }
+        let mut removed = 0u64;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(Cf::Events)?, keys::event_key(0), keys::event_key(compact));
+        let stat_cf = self.cf(Cf::Stat)?;
+        let data_cf = self.cf(Cf::Data)?;
+        let snap = self.db.snapshot();
+        let mut it = snap.raw_iterator_cf(stat_cf);
+        it.seek_to_first();
+        // Walk each path's versions (newest first); the first at or below `compact` is the one
+        // a read at `compact` sees: keep it if live, drop everything older.
+        let mut current: Option<Vec<u8>> = None;
+        let mut kept: Option<Option<u64>> = None; // Some(Some(mod_rev)) live kept, Some(None) dropped
+        while it.valid() {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else { break };
+            let Some((path, rev)) = keys::split_version_key(key) else {
+                return Err(StoreError::Corrupt("bad stat key".into()));
+            };
+            if current.as_deref() != Some(path) {
+                current = Some(path.to_vec());
+                kept = None;
+            }
+            if rev <= compact {
+                let stat: Option<Stat> = bincode::deserialize(value)?;
+                let path_str = std::str::from_utf8(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                match kept {
+                    None if stat.is_some() => {
+                        kept = Some(stat.as_ref().map(|s| s.mod_revision));
+                    }
+                    None => {
+                        // Newest visible version is a delete: it and all older go.
+                        kept = Some(None);
+                        batch.delete_cf(stat_cf, key);
+                        removed += 1;
+                    }
+                    Some(kept_mod) => {
+                        batch.delete_cf(stat_cf, key);
+                        removed += 1;
+                        if let Some(s) = stat {
+                            if Some(s.mod_revision) != kept_mod {
+                                batch.delete_cf(data_cf, keys::data_key(path_str, s.mod_revision));
+                            }
+                        }
+                    }
+                }
+            }
+            if batch.len() >= 10_000 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+            it.next();
+        }
+        it.status()?;
+        self.db.write(batch)?;
+        Ok(removed)
+    }
+}
+
+/// Reads of the latest committed state (used by apply, which is the only writer).
+pub(crate) struct LiveView<'a> {
+    store: &'a Store,
+}
+
+impl KvRead for LiveView<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.store.db.get_cf(self.store.cf(cf)?, key)?)
+    }
+    fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
+        match self.store.cf(cf) {
+            Ok(h) => Box::new(DbCursor(self.store.db.raw_iterator_cf(h))),
+            Err(_) => Box::new(crate::kv::EmptyCursor),
+        }
+    }
+}
+
+/// Reads of one RocksDB snapshot: a listing spread over many seeks stays consistent.
+pub(crate) struct SnapView<'a> {
+    store: &'a Store,
+    snap: SnapshotWithThreadMode<'a, DB>,
+}
+
+impl KvRead for SnapView<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.snap.get_cf(self.store.cf(cf)?, key)?)
+    }
+    fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
+        match self.store.cf(cf) {
+            Ok(h) => Box::new(DbCursor(self.snap.raw_iterator_cf(h))),
+            Err(_) => Box::new(crate::kv::EmptyCursor),
+        }
+    }
+}
+
+/// Opens (creating if needed) a RocksDB with the state machine's column families plus
+/// `extra` ones (the Raft log's). One database means one WAL shared by log and state.
+pub fn open_db(path: &std::path::Path, extra: &[&str]) -> Result<Arc<DB>, StoreError> {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Bounded WAL so a busy log does not keep gigabytes of recovery data around.
+    opts.set_max_total_wal_size(256 << 20);
+    let names: Vec<&str> = CF_NAMES.iter().chain(extra).copied().collect();
+    let db = DB::open_cf(&opts, path, names)?;
+    Ok(Arc::new(db))
+}

@@ -1,0 +1,229 @@
+#![allow(clippy::unwrap_used)]
+//! The state machine's behaviour, driven through commands as the Raft layer drives it.
+
+use cairn_api::{ApiError, Compare, CompareOp, CompareTarget, ErrorCode, Expect, Op, OpResult, Txn};
+use cairn_store::{open_db, Command, Output, Request, Store};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path(), &[]).unwrap();
+    (dir, Store::open(db).unwrap())
+}
+
+fn run(store: &Store, command: Command) -> Result<Output, ApiError> {
+    let mut apply = store.begin_apply().unwrap();
+    let mut results = apply.apply_request(&Request { time_ms: 1_000, commands: vec![command] }).unwrap();
+    apply.commit().unwrap();
+    results.pop().unwrap().map(|a| a.output)
+}
+
+fn put(path: &str, value: &str) -> Command {
+    Command::Op(Op::Put { path: path.into(), value: value.into(), lease: None, parents: false, expect: None })
+}
+
+fn create(path: &str, sequential: bool, parents: bool) -> Command {
+    Command::Op(Op::Create { path: path.into(), value: vec![], sequential, lease: None, parents })
+}
+
+fn delete(path: &str, recursive: bool, expect: Option<Expect>) -> Command {
+    Command::Op(Op::Delete { path: path.into(), recursive, expect })
+}
+
+fn code(r: Result<Output, ApiError>) -> ErrorCode {
+    r.unwrap_err().code
+}
+
+#[test]
+fn create_needs_the_parent_unless_asked() {
+    let (_d, s) = store();
+    assert_eq!(code(run(&s, create("/a/b", false, false))), ErrorCode::NotFound);
+    assert_eq!(s.revision(), 0, "a failed write takes no revision");
+    run(&s, create("/a/b/c", false, true)).unwrap();
+    assert_eq!(s.revision(), 1, "parents and child land in one revision");
+    let view = s.read().unwrap();
+    assert_eq!(view.get("/a", None).unwrap().stat.num_children, 1);
+    assert_eq!(view.get("/a/b/c", None).unwrap().stat.create_revision, 1);
+    assert_eq!(code(run(&s, create("/a/b/c", false, false))), ErrorCode::AlreadyExists);
+}
+
+#[test]
+fn sequential_names_count_up_per_parent() {
+    let (_d, s) = store();
+    run(&s, create("/q", false, false)).unwrap();
+    let mut names = vec![];
+    for _ in 0..3 {
+        match run(&s, create("/q/item-", true, false)).unwrap() {
+            Output::Op(OpResult::Created { node }) => names.push(node.path),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(names, ["/q/item-0000000000", "/q/item-0000000001", "/q/item-0000000002"]);
+}
+
+#[test]
+fn set_and_delete_check_versions() {
+    let (_d, s) = store();
+    run(&s, put("/k", "v0")).unwrap();
+    run(&s, put("/k", "v1")).unwrap();
+    let cas = |v| Command::Op(Op::Put {
+        path: "/k".into(),
+        value: b"v2".to_vec(),
+        lease: None,
+        parents: false,
+        expect: Some(Expect::Version(v)),
+    });
+    assert_eq!(code(run(&s, cas(0))), ErrorCode::VersionConflict);
+    run(&s, cas(1)).unwrap();
+    let node = s.read().unwrap().get("/k", None).unwrap();
+    assert_eq!((node.value.as_slice(), node.stat.version, node.stat.mod_revision), (&b"v2"[..], 2, 3));
+    assert_eq!(code(run(&s, delete("/k", false, Some(Expect::ModRevision(2))))), ErrorCode::VersionConflict);
+    run(&s, delete("/k", false, Some(Expect::ModRevision(3)))).unwrap();
+    assert_eq!(s.read().unwrap().get("/k", None).unwrap_err().code, ErrorCode::NotFound);
+}
+
+#[test]
+fn recursive_delete_is_one_revision() {
+    let (_d, s) = store();
+    run(&s, create("/t/a/x", false, true)).unwrap();
+    run(&s, create("/t/b", false, false)).unwrap();
+    assert_eq!(code(run(&s, delete("/t", false, None))), ErrorCode::NotEmpty);
+    let before = s.revision();
+    match run(&s, delete("/t", true, None)).unwrap() {
+        Output::Op(OpResult::Deleted { deleted, .. }) => assert_eq!(deleted, 4),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.revision(), before + 1);
+    let view = s.read().unwrap();
+    let events = view.events(before + 1, before + 1).unwrap();
+    assert_eq!(events[0].1.len(), 4);
+    assert_eq!(view.get("/", None).unwrap().stat.num_children, 0);
+    // Still readable in the past.
+    assert_eq!(view.get("/t/a/x", Some(before)).unwrap().stat.create_revision, 1);
+}
+
+#[test]
+fn reads_at_past_revisions() {
+    let (_d, s) = store();
+    for i in 0..5 {
+        run(&s, put("/k", &format!("v{i}"))).unwrap();
+    }
+    let view = s.read().unwrap();
+    for rev in 1..=5u64 {
+        assert_eq!(view.get("/k", Some(rev)).unwrap().value, format!("v{}", rev - 1).into_bytes());
+    }
+    assert_eq!(view.get("/k", Some(6)).unwrap_err().code, ErrorCode::FutureRevision);
+    assert_eq!(view.get("/k", Some(0)).unwrap_err().code, ErrorCode::NotFound);
+    drop(view);
+    run(&s, Command::Compact { revision: 3 }).unwrap();
+    s.purge_compacted().unwrap();
+    let view = s.read().unwrap();
+    let e = view.get("/k", Some(2)).unwrap_err();
+    assert_eq!((e.code, e.compact_revision), (ErrorCode::Compacted, Some(3)));
+    assert_eq!(view.get("/k", Some(3)).unwrap().value, b"v2");
+    assert_eq!(view.get("/k", None).unwrap().value, b"v4");
+    assert!(view.events(0, 2).unwrap().is_empty(), "history below the window is purged");
+    assert_eq!(view.events(0, 10).unwrap().len(), 3);
+}
+
+#[test]
+fn pages_are_consistent_at_the_first_page_revision() {
+    let (_d, s) = store();
+    run(&s, create("/d", false, false)).unwrap();
+    for i in 0..25 {
+        run(&s, create(&format!("/d/c{i:02}"), false, false)).unwrap();
+        run(&s, create(&format!("/d/c{i:02}/grandchild"), false, false)).unwrap();
+    }
+    let first = s.read().unwrap().children("/d", None, None, 10).unwrap();
+    assert_eq!(first.entries.len(), 10);
+    let pinned = first.revision;
+    let mut names: Vec<String> = first.entries.iter().map(|c| c.name.clone()).collect();
+    let mut next = first.next;
+    let mut round = 0;
+    while let Some(cursor) = next {
+        // Writers change the directory between pages.
+        run(&s, create(&format!("/d/b{round:02}"), false, false)).unwrap();
+        run(&s, delete("/d/c24", true, None)).ok();
+        let page = s.read().unwrap().children("/d", None, Some(&cursor), 10).unwrap();
+        assert_eq!(page.revision, pinned);
+        names.extend(page.entries.iter().map(|c| c.name.clone()));
+        next = page.next;
+        round += 1;
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("c{i:02}")).collect();
+    assert_eq!(names, want);
+    let sub = s.read().unwrap().subtree("/d", Some(pinned), None, 1000).unwrap();
+    assert_eq!(sub.entries.len(), 50);
+    assert!(sub.entries.windows(2).all(|w| w[0].path < w[1].path));
+}
+
+#[test]
+fn transactions_are_atomic() {
+    let (_d, s) = store();
+    run(&s, put("/a", "x")).unwrap();
+    let txn = |compare_value: &str, second: Op| {
+        Command::Txn(Txn {
+            compare: vec![Compare {
+                path: "/a".into(),
+                target: CompareTarget::Value(compare_value.as_bytes().to_vec()),
+                op: CompareOp::Eq,
+            }],
+            success: vec![
+                Op::Put { path: "/a".into(), value: b"y".to_vec(), lease: None, parents: false, expect: None },
+                second,
+            ],
+            failure: vec![Op::Get { path: "/a".into() }],
+        })
+    };
+    // The second op fails: nothing of the first stays.
+    let failing = Op::Create { path: "/missing/child".into(), value: vec![], sequential: false, lease: None, parents: false };
+    assert_eq!(code(run(&s, txn("x", failing))), ErrorCode::NotFound);
+    assert_eq!(s.read().unwrap().get("/a", None).unwrap().value, b"x");
+    // Compare fails: the failure branch runs, no revision is taken.
+    let rev = s.revision();
+    match run(&s, txn("nope", Op::Get { path: "/a".into() })).unwrap() {
+        Output::Txn(t) => assert!(!t.succeeded),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.revision(), rev);
+    // Both succeed at one revision, the get sees the put.
+    match run(&s, txn("x", Op::Get { path: "/a".into() })).unwrap() {
+        Output::Txn(t) => {
+            assert!(t.succeeded);
+            match &t.results[1] {
+                OpResult::Got { node: Some(n) } => assert_eq!(n.value, b"y"),
+                other => panic!("{other:?}"),
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.revision(), rev + 1);
+}
+
+#[test]
+fn leases_that_do_not_exist_are_refused() {
+    let (_d, s) = store();
+    let c = Command::Op(Op::Create { path: "/e".into(), value: vec![], sequential: false, lease: Some(7), parents: false });
+    assert_eq!(code(run(&s, c)), ErrorCode::LeaseNotFound);
+}
+
+#[test]
+fn state_survives_reopen_and_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(open_db(dir.path(), &[]).unwrap()).unwrap();
+        run(&s, create("/p/q", false, true)).unwrap();
+        run(&s, put("/p/q", "v")).unwrap();
+    }
+    let s = Store::open(open_db(dir.path(), &[]).unwrap()).unwrap();
+    assert_eq!(s.revision(), 2);
+    let mut image = Vec::new();
+    s.write_snapshot(&mut image).unwrap();
+    let (_d2, other) = store();
+    run(&other, put("/junk", "x")).unwrap();
+    other.install_snapshot(&mut image.as_slice()).unwrap();
+    assert_eq!(other.revision(), 2);
+    assert!(other.read().unwrap().get("/junk", None).is_err());
+    assert_eq!(other.read().unwrap().get("/p/q", None).unwrap().value, b"v");
+    assert!(other.install_snapshot(&mut &image[..image.len() - 3]).is_err());
+    assert!(other.install_interrupted().unwrap(), "a truncated image leaves the mark");
+}
