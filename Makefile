@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test cluster cluster-stop lint fmt deps build
+.PHONY: run test cluster cluster-stop lint fmt deps build bench
 
 # RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
 deps:
@@ -34,6 +34,14 @@ cluster: build
 
 cluster-stop:
 	@deploy/local-cluster.sh stop
+
+# Cairn and etcd 3.4 (Debian's etcd-server, installed when missing), three members each,
+# same workloads in one run. SECONDS_PER_ROW=8 by default.
+bench: deps
+	@command -v etcd >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq etcd-server etcd-client; }
+	$(CARGO) build --release --bin cairn --bin cairn-bench
+	./target/release/cairn-bench --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-8}
 
 lint:
 	$(CARGO) fmt --all -- --check

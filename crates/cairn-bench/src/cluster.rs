@@ -1,0 +1,113 @@
+//! Starting and stopping the systems under test as real processes on loopback.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Cairn,
+    Etcd,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Cairn => "cairn",
+            System::Etcd => "etcd",
+        }
+    }
+}
+
+/// A running three-member cluster; dropping it kills the members.
+pub struct Cluster {
+    pub system: System,
+    pub clients: Vec<String>,
+    children: Vec<Child>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Cluster {
+    pub async fn start(system: System, bin: &Path, dir: &Path) -> anyhow::Result<Cluster> {
+        let mut peers = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            peers.push(format!("127.0.0.1:{}", free_port()?));
+            clients.push(format!("127.0.0.1:{}", free_port()?));
+        }
+        let mut children = Vec::new();
+        for i in 0..3 {
+            let data = dir.join(format!("{}-{}", system.name(), i + 1));
+            let log = std::fs::File::create(dir.join(format!("{}-{}.log", system.name(), i + 1)))?;
+            let mut cmd = Command::new(bin);
+            match system {
+                System::Cairn => {
+                    let cluster = peers.iter().enumerate().map(|(j, p)| format!("{}={p}", j + 1)).collect::<Vec<_>>().join(",");
+                    cmd.args(["--id", &(i + 1).to_string(), "--listen-client", &clients[i], "--listen-peer", &peers[i]])
+                        .args(["--initial-cluster", &cluster])
+                        .arg("--data-dir")
+                        .arg(&data);
+                }
+                System::Etcd => {
+                    let cluster = peers.iter().enumerate().map(|(j, p)| format!("e{}=http://{p}", j + 1)).collect::<Vec<_>>().join(",");
+                    cmd.args(["--name", &format!("e{}", i + 1)])
+                        .arg("--data-dir")
+                        .arg(&data)
+                        .args(["--listen-client-urls", &format!("http://{}", clients[i])])
+                        .args(["--advertise-client-urls", &format!("http://{}", clients[i])])
+                        .args(["--listen-peer-urls", &format!("http://{}", peers[i])])
+                        .args(["--initial-advertise-peer-urls", &format!("http://{}", peers[i])])
+                        .args(["--initial-cluster", &cluster, "--initial-cluster-state", "new"])
+                        .args(["--initial-cluster-token", "cairn-bench", "--log-level", "warn"]);
+                }
+            }
+            cmd.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null());
+            children.push(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
+        }
+        let cluster = Cluster { system, clients, children };
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for c in &self.clients {
+            loop {
+                let ok = match self.system {
+                    System::Cairn => client.get(format!("http://{c}/ready")).send().await.map(|r| r.status().is_success()).unwrap_or(false),
+                    System::Etcd => client
+                        .post(format!("http://{c}/v3/kv/range"))
+                        .body(r#"{"key":"AA=="}"#)
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false),
+                };
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{} member at {c} did not become ready in 30 s", self.system.name());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
