@@ -18,8 +18,11 @@ case "${1:-start}" in
       echo $! >"$DIR/$i.pid"
     done
     for i in 1 2 3; do
-      client=$((7369 + 10 * i))
-      for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$client/ready" >/dev/null && break; sleep 0.1; done
+      client=$((7369 + 10 * i)); ready=no
+      for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$client/ready" >/dev/null && { ready=yes; break; }; sleep 0.1; done
+      if [ "$ready" != yes ]; then
+        echo "member $i did not become ready; see $DIR/$i.log (stop with: make cluster-stop)" >&2; exit 1
+      fi
     done
     cat <<MSG
 Three members are running (logs and data in $DIR/):

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{
-    validate_path, ApiError, Child, Compare, CompareOp, CompareTarget, Expect, Node, Op, OpResult,
-    Txn, TxnResult, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+    validate_path, ApiError, Child, Compare, CompareOp, CompareTarget, Expect, Node, Op, OpResult, Txn,
+    TxnResult, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
 };
 
 /// How values are written into JSON.
@@ -24,9 +24,9 @@ impl Encoding {
         match s {
             None | Some("") | Some("utf8") | Some("utf-8") => Ok(Encoding::Utf8),
             Some("base64") => Ok(Encoding::Base64),
-            Some(other) => Err(ApiError::invalid_request(format!(
-                "unknown encoding \"{other}\": use utf8 or base64"
-            ))),
+            Some(other) => {
+                Err(ApiError::invalid_request(format!("unknown encoding \"{other}\": use utf8 or base64")))
+            }
         }
     }
 
@@ -157,10 +157,7 @@ pub fn parse_txn(body: &[u8], max_ops: usize) -> Result<Txn, ApiError> {
         .map(|(i, c)| parse_compare(c).map_err(|e| at("compare", i, e)))
         .collect::<Result<_, _>>()?;
     let ops = |list: Vec<OpJson>, branch: &str| -> Result<Vec<Op>, ApiError> {
-        list.into_iter()
-            .enumerate()
-            .map(|(i, o)| parse_op(o).map_err(|e| at(branch, i, e)))
-            .collect()
+        list.into_iter().enumerate().map(|(i, o)| parse_op(o).map_err(|e| at(branch, i, e))).collect()
     };
     Ok(Txn { compare, success: ops(parsed.success, "success")?, failure: ops(parsed.failure, "failure")? })
 }
@@ -190,17 +187,20 @@ fn parse_compare(c: CompareJson) -> Result<Compare, ApiError> {
     };
     let target = match c.target.as_str() {
         "value" => {
-            let s = c.value.as_str().ok_or_else(|| {
-                ApiError::invalid_request("target value needs a string value")
-            })?;
+            let s = c
+                .value
+                .as_str()
+                .ok_or_else(|| ApiError::invalid_request("target value needs a string value"))?;
             CompareTarget::Value(Encoding::parse(c.encoding.as_deref())?.decode(s)?)
         }
         "version" => CompareTarget::Version(number()?),
         "mod_revision" => CompareTarget::ModRevision(number()?),
         "create_revision" => CompareTarget::CreateRevision(number()?),
-        "exists" => CompareTarget::Exists(c.value.as_bool().ok_or_else(|| {
-            ApiError::invalid_request("target exists needs a boolean value")
-        })?),
+        "exists" => CompareTarget::Exists(
+            c.value
+                .as_bool()
+                .ok_or_else(|| ApiError::invalid_request("target exists needs a boolean value"))?,
+        ),
         other => {
             return Err(ApiError::invalid_request(format!(
                 "unknown compare target \"{other}\": use value, version, mod_revision, \
@@ -217,9 +217,7 @@ fn parse_compare(c: CompareJson) -> Result<Compare, ApiError> {
 /// A CAS condition from optional `version` / `mod_revision` fields (at most one).
 pub fn expect_from(version: Option<u64>, mod_revision: Option<u64>) -> Result<Option<Expect>, ApiError> {
     match (version, mod_revision) {
-        (Some(_), Some(_)) => {
-            Err(ApiError::invalid_request("give either version or mod_revision, not both"))
-        }
+        (Some(_), Some(_)) => Err(ApiError::invalid_request("give either version or mod_revision, not both")),
         (Some(v), None) => Ok(Some(Expect::Version(v))),
         (None, Some(r)) => Ok(Some(Expect::ModRevision(r))),
         (None, None) => Ok(None),
@@ -239,9 +237,7 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 fn parse_op(o: OpJson) -> Result<Op, ApiError> {
     validate_path(&o.path)?;
     let encoding = Encoding::parse(o.encoding.as_deref())?;
-    let value = || -> Result<Vec<u8>, ApiError> {
-        encoding.decode(o.value.as_deref().unwrap_or_default())
-    };
+    let value = || -> Result<Vec<u8>, ApiError> { encoding.decode(o.value.as_deref().unwrap_or_default()) };
     Ok(match o.op.as_str() {
         "create" => Op::Create {
             value: value()?,
@@ -309,8 +305,8 @@ mod tests {
             let e = parse_txn(body, 1024).unwrap_err();
             assert!(e.message.contains(want), "{}", e.message);
         }
-        let e = parse_txn(br#"{"success":[{"op":"get","path":"/a"},{"op":"get","path":"/b"}]}"#, 1)
-            .unwrap_err();
+        let e =
+            parse_txn(br#"{"success":[{"op":"get","path":"/a"},{"op":"get","path":"/b"}]}"#, 1).unwrap_err();
         assert_eq!((e.code, e.limit), (ErrorCode::TooLarge, Some(1)));
     }
 

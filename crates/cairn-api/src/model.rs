@@ -145,9 +145,7 @@ impl Compare {
             (CompareTarget::Value(v), Some((_, value))) => cmp(self.op, value, v.as_slice()),
             (CompareTarget::Version(v), Some((stat, _))) => cmp(self.op, &stat.version, v),
             (CompareTarget::ModRevision(v), Some((stat, _))) => cmp(self.op, &stat.mod_revision, v),
-            (CompareTarget::CreateRevision(v), Some((stat, _))) => {
-                cmp(self.op, &stat.create_revision, v)
-            }
+            (CompareTarget::CreateRevision(v), Some((stat, _))) => cmp(self.op, &stat.create_revision, v),
         }
     }
 }
@@ -162,12 +160,25 @@ pub struct Txn {
 /// The outcome of one operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpResult {
-    Created { node: Node },
-    Put { node: Node, prev: Option<Node> },
+    Created {
+        node: Node,
+    },
+    Put {
+        node: Node,
+        prev: Option<Node>,
+    },
     /// `node` is the node as it was when deleted; `deleted` counts the subtree.
-    Deleted { node: Node, deleted: u64 },
-    Got { node: Option<Node> },
-    Listed { nodes: Vec<Node>, more: bool },
+    Deleted {
+        node: Node,
+        deleted: u64,
+    },
+    Got {
+        node: Option<Node>,
+    },
+    Listed {
+        nodes: Vec<Node>,
+        more: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

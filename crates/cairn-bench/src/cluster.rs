@@ -48,14 +48,31 @@ impl Cluster {
             let mut cmd = Command::new(bin);
             match system {
                 System::Cairn => {
-                    let cluster = peers.iter().enumerate().map(|(j, p)| format!("{}={p}", j + 1)).collect::<Vec<_>>().join(",");
-                    cmd.args(["--id", &(i + 1).to_string(), "--listen-client", &clients[i], "--listen-peer", &peers[i]])
-                        .args(["--initial-cluster", &cluster])
-                        .arg("--data-dir")
-                        .arg(&data);
+                    let cluster = peers
+                        .iter()
+                        .enumerate()
+                        .map(|(j, p)| format!("{}={p}", j + 1))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    cmd.args([
+                        "--id",
+                        &(i + 1).to_string(),
+                        "--listen-client",
+                        &clients[i],
+                        "--listen-peer",
+                        &peers[i],
+                    ])
+                    .args(["--initial-cluster", &cluster])
+                    .arg("--data-dir")
+                    .arg(&data);
                 }
                 System::Etcd => {
-                    let cluster = peers.iter().enumerate().map(|(j, p)| format!("e{}=http://{p}", j + 1)).collect::<Vec<_>>().join(",");
+                    let cluster = peers
+                        .iter()
+                        .enumerate()
+                        .map(|(j, p)| format!("e{}=http://{p}", j + 1))
+                        .collect::<Vec<_>>()
+                        .join(",");
                     cmd.args(["--name", &format!("e{}", i + 1)])
                         .arg("--data-dir")
                         .arg(&data)
@@ -81,7 +98,12 @@ impl Cluster {
         for c in &self.clients {
             loop {
                 let ok = match self.system {
-                    System::Cairn => client.get(format!("http://{c}/ready")).send().await.map(|r| r.status().is_success()).unwrap_or(false),
+                    System::Cairn => client
+                        .get(format!("http://{c}/ready"))
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false),
                     System::Etcd => client
                         .post(format!("http://{c}/v3/kv/range"))
                         .body(r#"{"key":"AA=="}"#)

@@ -51,7 +51,11 @@ fn machine() -> String {
         .unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown cpu".into());
     format!("{cores} cores ({cpu}), {:.1} GiB memory", mem_kb as f64 / 1024.0 / 1024.0)
 }
@@ -66,7 +70,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let machine = machine();
     println!("cairn-bench on {machine}");
-    println!("3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row\n", args.value_size, args.keys, args.seconds);
+    println!(
+        "3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row\n",
+        args.value_size, args.keys, args.seconds
+    );
 
     let mut workloads = Vec::new();
     for c in args.put_clients.split(',').filter_map(|c| c.trim().parse::<usize>().ok()) {
@@ -93,16 +100,33 @@ async fn main() -> anyhow::Result<()> {
         for (j, c) in order.iter().enumerate() {
             eprintln!("[{:>2}/{total}] {} {} ...", i * 2 + j + 1, c.system.name(), w.label());
             let o = workload::run(c, w, duration, args.keys, args.value_size).await?;
-            eprintln!("        {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}", o.ops_per_sec, o.p50_ms, o.p99_ms, o.errors);
+            eprintln!(
+                "        {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                o.ops_per_sec, o.p50_ms, o.p99_ms, o.errors
+            );
             outcomes.push((c.system, o));
         }
-        let pick = |s: System| outcomes.iter().find(|(sys, _)| *sys == s).map(|(_, o)| o.clone()).unwrap_or_default();
+        let pick = |s: System| {
+            outcomes.iter().find(|(sys, _)| *sys == s).map(|(_, o)| o.clone()).unwrap_or_default()
+        };
         rows.push((w.clone(), pick(System::Cairn), pick(System::Etcd)));
     }
     drop(cairn);
     drop(etcd);
 
-    println!("\n{:<28} {:>11} {:>11} {:>7} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}", "workload", "cairn op/s", "etcd op/s", "ratio", "c p50", "c p99", "c p999", "e p50", "e p99", "e p999");
+    println!(
+        "\n{:<28} {:>11} {:>11} {:>7} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}",
+        "workload",
+        "cairn op/s",
+        "etcd op/s",
+        "ratio",
+        "c p50",
+        "c p99",
+        "c p999",
+        "e p50",
+        "e p99",
+        "e p999"
+    );
     println!("{}", "-".repeat(120));
     for (w, c, e) in &rows {
         let ratio = if e.ops_per_sec > 0.0 { c.ops_per_sec / e.ops_per_sec } else { 0.0 };
@@ -114,7 +138,8 @@ async fn main() -> anyhow::Result<()> {
     println!("(etcd rows use its HTTP/JSON gateway, /v3/kv/*; latencies are per request, client side)");
 
     std::fs::create_dir_all(&args.out).context("creating the results folder")?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let path = args.out.join(format!("bench-{stamp}.json"));
     let json = serde_json::json!({
         "machine": machine,

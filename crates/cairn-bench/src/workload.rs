@@ -52,7 +52,14 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap_or_default()
 }
 
-async fn request(client: &reqwest::Client, system: System, endpoint: &str, op: Op, k: &str, value: &[u8]) -> bool {
+async fn request(
+    client: &reqwest::Client,
+    system: System,
+    endpoint: &str,
+    op: Op,
+    k: &str,
+    value: &[u8],
+) -> bool {
     let req = match (system, op) {
         (System::Cairn, Op::Put) => client.put(format!("http://{endpoint}/v1/nodes/bench/{k}")).body(value.to_vec()),
         (System::Cairn, Op::GetLinearizable) => client.get(format!("http://{endpoint}/v1/nodes/bench/{k}")),
@@ -85,10 +92,12 @@ pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyho
         let r = client.put(format!("http://{}/v1/nodes/bench", cluster.clients[0])).send().await?;
         anyhow::ensure!(r.status().is_success(), "creating /bench: {}", r.status());
     }
-    let chunks: Vec<Vec<usize>> = (0..keys).collect::<Vec<_>>().chunks(keys.div_ceil(64).max(1)).map(|c| c.to_vec()).collect();
+    let chunks: Vec<Vec<usize>> =
+        (0..keys).collect::<Vec<_>>().chunks(keys.div_ceil(64).max(1)).map(|c| c.to_vec()).collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
-        let (client, value, endpoint, system) = (client.clone(), value.clone(), cluster.clients[0].clone(), cluster.system);
+        let (client, value, endpoint, system) =
+            (client.clone(), value.clone(), cluster.clients[0].clone(), cluster.system);
         tasks.push(tokio::spawn(async move {
             for i in chunk {
                 if !request(&client, system, &endpoint, Op::Put, &key(i), &value).await {
@@ -104,14 +113,21 @@ pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyho
     Ok(())
 }
 
-pub async fn run(cluster: &Cluster, w: &Workload, duration: Duration, keys: usize, value_size: usize) -> anyhow::Result<Outcome> {
+pub async fn run(
+    cluster: &Cluster,
+    w: &Workload,
+    duration: Duration,
+    keys: usize,
+    value_size: usize,
+) -> anyhow::Result<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
     let client = http();
     let value = vec![b'x'; value_size];
     let mut tasks = Vec::new();
     for c in 0..w.clients {
         let endpoint = cluster.clients[c % cluster.clients.len()].clone();
-        let (client, value, stop, system, op) = (client.clone(), value.clone(), stop.clone(), cluster.system, w.op);
+        let (client, value, stop, system, op) =
+            (client.clone(), value.clone(), stop.clone(), cluster.system, w.op);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;

@@ -20,7 +20,11 @@ const LAST_PURGED: &[u8] = b"last_purged";
 /// entry), well under the peer listener's body limit.
 const MAX_READ_BYTES: usize = 8 << 20;
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
     StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
 }
 
@@ -41,16 +45,33 @@ impl LogStore {
 
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StorageError> {
         self.db.cf_handle(name).ok_or_else(|| {
-            io_err(ErrorSubject::Store, ErrorVerb::Read, std::io::Error::other(format!("column family {name} missing")))
+            io_err(
+                ErrorSubject::Store,
+                ErrorVerb::Read,
+                std::io::Error::other(format!("column family {name} missing")),
+            )
         })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8], subject: ErrorSubject<NodeId>) -> Result<Option<T>, StorageError> {
-        let raw = self.db.get_cf(self.cf(CF_META)?, key).map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?;
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<Option<T>, StorageError> {
+        let raw = self
+            .db
+            .get_cf(self.cf(CF_META)?, key)
+            .map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?;
         raw.map(|b| decode(&b).map_err(|e| io_err(subject, ErrorVerb::Read, *e))).transpose()
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool, subject: ErrorSubject<NodeId>) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError> {
         let bytes = encode(value).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, *e))?;
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
@@ -95,7 +116,8 @@ impl LogStore {
                 break;
             }
             bytes += value.len();
-            let entry: Entry = decode(value).map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, *e))?;
+            let entry: Entry =
+                decode(value).map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, *e))?;
             out.push(entry);
             it.next();
         }
@@ -113,7 +135,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         it.seek_to_last();
         let last = match it.value() {
             Some(v) => Some(
-                *decode::<Entry>(v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, *e))?.get_log_id(),
+                *decode::<Entry>(v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, *e))?
+                    .get_log_id(),
             ),
             None => None,
         };
@@ -151,7 +175,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
         for entry in entries {
-            let bytes = encode(&entry).map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, *e))?;
+            let bytes =
+                encode(&entry).map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, *e))?;
             batch.put_cf(cf, index_key(entry.log_id.index), bytes);
         }
         self.db.write(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;

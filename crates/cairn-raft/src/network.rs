@@ -13,8 +13,8 @@ use axum::Router;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -96,7 +96,9 @@ impl PeerClient {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) if e.is_connect() || e.is_timeout() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                return Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
         if resp.status() != StatusCode::OK {
@@ -106,7 +108,8 @@ impl PeerClient {
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         }
         let bytes = resp.bytes().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let result: Result<Resp, E> = decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&*e)))?;
+        let result: Result<Resp, E> =
+            decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&*e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -124,7 +127,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call("snapshot", &rpc, &option).await
     }
 
@@ -145,7 +151,8 @@ struct PeerState {
 
 /// Refuses a request meant for another member (a stale address), before decoding it.
 fn check_target(id: NodeId, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-    let target = headers.get(TARGET_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<NodeId>().ok());
+    let target =
+        headers.get(TARGET_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<NodeId>().ok());
     match target {
         Some(t) if t == id => Ok(()),
         Some(t) => Err((StatusCode::MISDIRECTED_REQUEST, format!("this is member {id}, not {t}"))),
@@ -161,17 +168,29 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, String)> {
     decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable peer message: {e}")))
 }
 
-async fn append(State(s): State<PeerState>, headers: HeaderMap, body: Bytes) -> Result<Vec<u8>, (StatusCode, String)> {
+async fn append(
+    State(s): State<PeerState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Vec<u8>, (StatusCode, String)> {
     check_target(s.id, &headers)?;
     reply(&s.raft.append_entries(parse(&body)?).await)
 }
 
-async fn vote(State(s): State<PeerState>, headers: HeaderMap, body: Bytes) -> Result<Vec<u8>, (StatusCode, String)> {
+async fn vote(
+    State(s): State<PeerState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Vec<u8>, (StatusCode, String)> {
     check_target(s.id, &headers)?;
     reply(&s.raft.vote(parse(&body)?).await)
 }
 
-async fn snapshot(State(s): State<PeerState>, headers: HeaderMap, body: Bytes) -> Result<Vec<u8>, (StatusCode, String)> {
+async fn snapshot(
+    State(s): State<PeerState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Vec<u8>, (StatusCode, String)> {
     check_target(s.id, &headers)?;
     reply(&s.raft.install_snapshot(parse(&body)?).await)
 }

@@ -109,7 +109,8 @@ impl StateMachine {
             let is_snapshot = name.starts_with("snap-") || name.starts_with("build-");
             let keep = Some(name.as_str()) == keep
                 || Some(&name) == current.as_ref()
-                || self.receiving.as_deref().and_then(Path::file_name).map(|f| f.to_string_lossy() == name) == Some(true);
+                || self.receiving.as_deref().and_then(Path::file_name).map(|f| f.to_string_lossy() == name)
+                    == Some(true);
             if is_snapshot && !keep {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -163,7 +164,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let file_name = format!("snap-{}", meta.snapshot_id);
         std::fs::rename(&path, self.dir.join(&file_name)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.set_current(&meta, &file_name)?;
-        let file = tokio::fs::File::open(self.dir.join(&file_name)).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let file = tokio::fs::File::open(self.dir.join(&file_name))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
         tracing::info!(id = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
@@ -190,11 +193,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             record.last_applied = Some(entry.log_id);
             responses.push(match entry.payload {
                 EntryPayload::Blank => Response::default(),
-                EntryPayload::Normal(request) => Response(
-                    apply
-                        .apply_request(&request)
-                        .map_err(|e| StorageError::from(StorageIOError::apply(entry.log_id, openraft::AnyError::error(e.to_string()))))?,
-                ),
+                EntryPayload::Normal(request) => Response(apply.apply_request(&request).map_err(|e| {
+                    StorageError::from(StorageIOError::apply(
+                        entry.log_id,
+                        openraft::AnyError::error(e.to_string()),
+                    ))
+                })?),
                 EntryPayload::Membership(m) => {
                     record.membership = StoredMembership::new(Some(entry.log_id), m);
                     Response::default()
@@ -225,7 +229,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         snapshot.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         drop(snapshot);
         let received = self

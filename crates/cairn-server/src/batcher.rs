@@ -42,9 +42,9 @@ impl WriteError {
     pub fn into_api(self) -> ApiError {
         match self {
             WriteError::Api(e) => e,
-            WriteError::NotLeader(_) => ApiError::unavailable(
-                "no leader is available (an election may be under way); retry shortly",
-            ),
+            WriteError::NotLeader(_) => {
+                ApiError::unavailable("no leader is available (an election may be under way); retry shortly")
+            }
             WriteError::Unreachable(m) => {
                 ApiError::unavailable(format!("the leader cannot be reached: {m}; retry shortly"))
             }
@@ -146,7 +146,9 @@ async fn commit(raft: &Raft, batch: Vec<Pending>) {
             // openraft answers ForwardToLeader only for entries it never appended or has
             // truncated: none of them can commit, so callers may retry elsewhere.
             let err = match e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader(f.leader_id),
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                    WriteError::NotLeader(f.leader_id)
+                }
                 other => WriteError::Unknown(other.to_string()),
             };
             for reply in replies {

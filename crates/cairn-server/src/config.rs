@@ -8,7 +8,11 @@ use clap::Parser;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Parser, Default)]
-#[command(name = "cairn", version, about = "Cairn: a cluster coordination service (Raft + RocksDB, HTTP/JSON)")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: a cluster coordination service (Raft + RocksDB, HTTP/JSON)"
+)]
 pub struct Args {
     /// TOML file with any of the settings below (flags given on the command line win).
     #[arg(long)]
@@ -40,6 +44,12 @@ pub struct Args {
     /// Largest number of compares plus operations in one transaction.
     #[arg(long)]
     pub max_txn_ops: Option<usize>,
+    /// Most watch streams and long-polls this member serves at once.
+    #[arg(long)]
+    pub max_watchers: Option<usize>,
+    /// Milliseconds between progress events (bookmarks) on idle watch streams.
+    #[arg(long)]
+    pub watch_progress_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +64,8 @@ struct FileConfig {
     snapshot_logs: Option<u64>,
     history_revisions: Option<u64>,
     max_txn_ops: Option<usize>,
+    max_watchers: Option<usize>,
+    watch_progress_ms: Option<u64>,
 }
 
 /// Settings in force.
@@ -67,6 +79,7 @@ pub struct Config {
     pub join: bool,
     pub snapshot_logs: u64,
     pub history_revisions: u64,
+    pub watch_progress_ms: u64,
     pub limits: Limits,
 }
 
@@ -81,6 +94,9 @@ pub struct Limits {
     pub max_page_limit: usize,
     pub page_byte_budget: usize,
     pub max_pending_writes: usize,
+    pub max_watchers: usize,
+    /// Watches per HTTP connection: an SSE stream holds its HTTP/1.1 connection.
+    pub max_watchers_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +111,8 @@ impl Default for Limits {
             max_page_limit: cairn_api::MAX_PAGE_LIMIT,
             page_byte_budget: cairn_api::PAGE_BYTE_BUDGET,
             max_pending_writes: 16_384,
+            max_watchers: 100_000,
+            max_watchers_per_connection: 1,
         }
     }
 }
@@ -114,13 +132,19 @@ pub enum ConfigError {
 fn parse_cluster(spec: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('=').ok_or_else(|| ConfigError::InitialCluster(format!("'{part}' has no '='")))?;
-        let id: u64 = id.trim().parse().map_err(|_| ConfigError::InitialCluster(format!("'{id}' is not a member id")))?;
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| ConfigError::InitialCluster(format!("'{part}' has no '='")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::InitialCluster(format!("'{id}' is not a member id")))?;
         if id == 0 {
             return Err(ConfigError::InitialCluster("member ids start at 1".into()));
         }
         let addr = addr.trim();
-        addr.parse::<SocketAddr>().map_err(|_| ConfigError::InitialCluster(format!("'{addr}' is not host:port")))?;
+        addr.parse::<SocketAddr>()
+            .map_err(|_| ConfigError::InitialCluster(format!("'{addr}' is not host:port")))?;
         if out.insert(id, addr.to_owned()).is_some() {
             return Err(ConfigError::InitialCluster(format!("member {id} is listed twice")));
         }
@@ -154,6 +178,9 @@ impl Config {
         if let Some(n) = args.max_txn_ops.or(file.max_txn_ops) {
             limits.max_txn_ops = n.max(1);
         }
+        if let Some(n) = args.max_watchers.or(file.max_watchers) {
+            limits.max_watchers = n;
+        }
         Ok(Config {
             id,
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("cairn-data")),
@@ -163,6 +190,7 @@ impl Config {
             join,
             snapshot_logs: args.snapshot_logs.or(file.snapshot_logs).unwrap_or(10_000).max(10),
             history_revisions: args.history_revisions.or(file.history_revisions).unwrap_or(100_000).max(1),
+            watch_progress_ms: args.watch_progress_ms.or(file.watch_progress_ms).unwrap_or(5_000).max(10),
             limits,
         })
     }
@@ -183,7 +211,12 @@ mod tests {
 
     #[test]
     fn initial_cluster_errors_say_what_is_wrong() {
-        for (spec, want) in [("1=x", "host:port"), ("a=127.0.0.1:1", "member id"), ("1", "no '='"), ("2=127.0.0.1:1", "does not list")] {
+        for (spec, want) in [
+            ("1=x", "host:port"),
+            ("a=127.0.0.1:1", "member id"),
+            ("1", "no '='"),
+            ("2=127.0.0.1:1", "does not list"),
+        ] {
             let args = Args { initial_cluster: Some(spec.into()), ..Args::default() };
             let e = Config::from_args(args).unwrap_err().to_string();
             assert!(e.contains(want), "{spec}: {e}");

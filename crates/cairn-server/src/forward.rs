@@ -106,20 +106,29 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, String)> {
 async fn propose(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
     check_target(&app, &headers)?;
     let command: Command = parse(&body)?;
-    let result = if app.is_leader() { app.batcher.propose(command).await } else { Err(WriteError::NotLeader(app.leader_id())) };
+    let result = if app.is_leader() {
+        app.batcher.propose(command).await
+    } else {
+        Err(WriteError::NotLeader(app.leader_id()))
+    };
     answer(&result)
 }
 
 async fn read_index(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     check_target(&app, &headers)?;
-    let result = if app.is_leader() { app.local_reads.read_index().await } else { Err(WriteError::NotLeader(app.leader_id())) };
+    let result = if app.is_leader() {
+        app.local_reads.read_index().await
+    } else {
+        Err(WriteError::NotLeader(app.leader_id()))
+    };
     answer(&result)
 }
 
 async fn admin(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
     check_target(&app, &headers)?;
     let op: AdminOp = parse(&body)?;
-    let result = if app.is_leader() { app.admin_local(op).await } else { Err(WriteError::NotLeader(app.leader_id())) };
+    let result =
+        if app.is_leader() { app.admin_local(op).await } else { Err(WriteError::NotLeader(app.leader_id())) };
     answer(&result)
 }
 

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::forward::AdminOp;
 use crate::node::App;
+use crate::watch::{Scope, StreamOptions};
 
 type AppState = State<Arc<App>>;
 
@@ -90,7 +91,11 @@ impl Params {
     fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
         self.0
             .get(name)
-            .map(|v| v.parse().map_err(|_| ApiError::invalid_request(format!("{name}={v}: expected a non-negative integer"))))
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::invalid_request(format!("{name}={v}: expected a non-negative integer"))
+                })
+            })
             .transpose()
     }
 
@@ -132,7 +137,8 @@ async fn read_value(app: &App, body: Body, encoding: Encoding) -> Result<Vec<u8>
     let value = match encoding {
         Encoding::Utf8 => bytes.to_vec(),
         Encoding::Base64 => encoding.decode(
-            std::str::from_utf8(&bytes).map_err(|_| ApiError::invalid_request("a base64 body must be ASCII text"))?,
+            std::str::from_utf8(&bytes)
+                .map_err(|_| ApiError::invalid_request("a base64 body must be ASCII text"))?,
         )?,
     };
     check_value(app, &value)?;
@@ -147,8 +153,42 @@ async fn write_op(app: &App, op: Op) -> Result<(u64, OpResult), ApiError> {
     }
 }
 
-const GET_PARAMS: &[&str] =
-    &["raw", "children", "recursive", "revision", "limit", "after", "consistency", "encoding"];
+const GET_PARAMS: &[&str] = &[
+    "raw",
+    "children",
+    "recursive",
+    "revision",
+    "limit",
+    "after",
+    "consistency",
+    "encoding",
+    "wait_revision",
+    "timeout",
+];
+
+/// `30s`, `500ms`, `2m` or plain seconds; at most five minutes.
+fn parse_timeout(raw: Option<&str>) -> Result<Duration, ApiError> {
+    let Some(raw) = raw else { return Ok(Duration::from_secs(30)) };
+    let bad = || ApiError::invalid_request(format!("timeout={raw}: use a duration like 30s, 500ms or 2m"));
+    let (num, unit) = raw.find(|c: char| !c.is_ascii_digit()).map(|i| raw.split_at(i)).unwrap_or((raw, "s"));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(bad()),
+    };
+    Ok(d.min(Duration::from_secs(300)))
+}
+
+fn scope(path: &str, children: bool, recursive: bool) -> Result<Scope, ApiError> {
+    match (children, recursive) {
+        (true, true) => Err(ApiError::invalid_request("choose children or recursive, not both")),
+        (true, false) => Ok(Scope::Children(path.to_owned())),
+        (false, true) => Ok(Scope::Subtree(path.to_owned())),
+        (false, false) => Ok(Scope::Node(path.to_owned())),
+    }
+}
 
 async fn get_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) -> Answer {
     let path = node_path(path)?;
@@ -157,13 +197,22 @@ async fn get_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) ->
         None | Some("linearizable") => app.linearize().await?,
         Some("serializable") => {}
         Some(other) => {
-            return Err(ApiError::invalid_request(format!("consistency={other}: use linearizable or serializable")).into())
+            return Err(ApiError::invalid_request(format!(
+                "consistency={other}: use linearizable or serializable"
+            ))
+            .into())
         }
     }
     let encoding = p.encoding()?;
     let (children, recursive, raw) = (p.flag("children")?, p.flag("recursive")?, p.flag("raw")?);
     if [children, recursive, raw].iter().filter(|f| **f).count() > 1 {
         return Err(ApiError::invalid_request("choose one of raw, children and recursive").into());
+    }
+    if let Some(after) = p.number::<u64>("wait_revision")? {
+        let timeout = parse_timeout(p.text("timeout"))?;
+        crate::watch::wait_for_change(&app.hub, scope(&path, children, recursive)?, after, timeout).await?;
+    } else if p.text("timeout").is_some() {
+        return Err(ApiError::invalid_request("timeout goes with wait_revision").into());
     }
     let at = p.number::<u64>("revision")?;
     let limit = wire::page_limit(p.number("limit")?)?;
@@ -173,12 +222,20 @@ async fn get_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) ->
     if children {
         let page = view.children(&path, at, after, limit)?;
         let entries: Vec<Value> = page.entries.iter().map(wire::child).collect();
-        return Ok(reply(StatusCode::OK, header, json!({ "path": path, "revision": page.revision, "children": entries, "next": page.next })));
+        return Ok(reply(
+            StatusCode::OK,
+            header,
+            json!({ "path": path, "revision": page.revision, "children": entries, "next": page.next }),
+        ));
     }
     if recursive {
         let page = view.subtree(&path, at, after, limit)?;
         let entries: Vec<Value> = page.entries.iter().map(|n| wire::node(n, encoding)).collect();
-        return Ok(reply(StatusCode::OK, header, json!({ "path": path, "revision": page.revision, "nodes": entries, "next": page.next })));
+        return Ok(reply(
+            StatusCode::OK,
+            header,
+            json!({ "path": path, "revision": page.revision, "nodes": entries, "next": page.next }),
+        ));
     }
     let node = view.get(&path, at)?;
     if raw {
@@ -229,7 +286,8 @@ async fn create_node(State(app): AppState, uri: Uri, path: Option<Path<String>>,
     };
     match write_op(&app, op).await? {
         (rev, OpResult::Created { node }) => {
-            let mut resp = reply(StatusCode::CREATED, app.header(rev), json!({ "node": wire::node(&node, encoding) }));
+            let mut resp =
+                reply(StatusCode::CREATED, app.header(rev), json!({ "node": wire::node(&node, encoding) }));
             if let Ok(location) = HeaderValue::from_str(&format!("/v1/nodes{}", node.path)) {
                 resp.headers_mut().insert(header::LOCATION, location);
             }
@@ -249,9 +307,11 @@ async fn delete_node(State(app): AppState, uri: Uri, path: Option<Path<String>>)
         path,
     };
     match write_op(&app, op).await? {
-        (rev, OpResult::Deleted { node, deleted }) => {
-            Ok(reply(StatusCode::OK, app.header(rev), json!({ "node": wire::node(&node, encoding), "deleted": deleted })))
-        }
+        (rev, OpResult::Deleted { node, deleted }) => Ok(reply(
+            StatusCode::OK,
+            app.header(rev),
+            json!({ "node": wire::node(&node, encoding), "deleted": deleted }),
+        )),
         (_, other) => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
     }
 }
@@ -268,9 +328,40 @@ async fn txn(State(app): AppState, uri: Uri, body: Body) -> Answer {
     }
     let applied = app.write(Command::Txn(txn)).await?;
     match applied.output {
-        Output::Txn(result) => Ok(reply(StatusCode::OK, app.header(applied.revision), wire::txn_result(&result, encoding))),
+        Output::Txn(result) => {
+            Ok(reply(StatusCode::OK, app.header(applied.revision), wire::txn_result(&result, encoding)))
+        }
         other => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
     }
+}
+
+async fn watch(
+    State(app): AppState,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    path: Option<Path<String>>,
+) -> Answer {
+    let path = node_path(path)?;
+    let p = Params::parse(&uri, &["children", "recursive", "from_revision", "prev", "snapshot", "encoding"])?;
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::invalid_request("Last-Event-ID must be a revision number"))?,
+        ),
+    };
+    // Last-Event-ID resumes after that revision; from_revision=N starts at N.
+    let after = last_event_id.or(p.number::<u64>("from_revision")?.map(|n| n.saturating_sub(1)));
+    let opts = StreamOptions {
+        scope: scope(&path, p.flag("children")?, p.flag("recursive")?)?,
+        after,
+        prev: p.flag("prev")?,
+        snapshot: p.flag("snapshot")?,
+        encoding: p.encoding()?,
+    };
+    Ok(crate::watch::open(&app.hub, opts)?)
 }
 
 async fn health(State(app): AppState) -> Response {
@@ -299,8 +390,18 @@ async fn cluster(State(app): AppState) -> Answer {
         .nodes()
         .map(|(id, node)| {
             let voter = membership.voter_ids().any(|v| v == *id);
-            let role = if m.current_leader == Some(*id) { "leader" } else if voter { "follower" } else { "learner" };
-            let matched = m.replication.as_ref().and_then(|r| r.get(id)).map(|l| l.as_ref().map(|l| l.index).unwrap_or(0));
+            let role = if m.current_leader == Some(*id) {
+                "leader"
+            } else if voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id))
+                .map(|l| l.as_ref().map(|l| l.index).unwrap_or(0));
             let mut member = json!({ "id": id, "peer_addr": node.addr, "role": role, "voter": voter });
             if let Some(matched) = matched {
                 member["matched_index"] = matched.into();
@@ -339,14 +440,15 @@ struct AddMember {
 
 async fn add_member(State(app): AppState, body: Body) -> Answer {
     let body = read_body(&app, body).await?;
-    let req: AddMember = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid_request(format!("expected {{\"id\": N, \"peer_addr\": \"host:port\"}}: {e}")))?;
+    let req: AddMember = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid_request(format!("expected {{\"id\": N, \"peer_addr\": \"host:port\"}}: {e}"))
+    })?;
     if req.id == 0 {
         return Err(ApiError::invalid_request("member ids start at 1").into());
     }
-    req.peer_addr
-        .parse::<std::net::SocketAddr>()
-        .map_err(|_| ApiError::invalid_request(format!("peer_addr \"{}\" is not host:port", req.peer_addr)))?;
+    req.peer_addr.parse::<std::net::SocketAddr>().map_err(|_| {
+        ApiError::invalid_request(format!("peer_addr \"{}\" is not host:port", req.peer_addr))
+    })?;
     app.admin(AdminOp::AddLearner { id: req.id, addr: req.peer_addr.clone() }).await?;
     let member = json!({ "id": req.id, "peer_addr": req.peer_addr, "role": "learner" });
     Ok(reply(StatusCode::CREATED, app.header(app.store.revision()), json!({ "member": member })))
@@ -359,7 +461,11 @@ fn member_id(raw: &str) -> Result<u64, ApiError> {
 async fn promote_member(State(app): AppState, Path(id): Path<String>) -> Answer {
     let id = member_id(&id)?;
     app.admin(AdminOp::Promote { id }).await?;
-    Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "member": { "id": id, "role": "voter" } })))
+    Ok(reply(
+        StatusCode::OK,
+        app.header(app.store.revision()),
+        json!({ "member": { "id": id, "role": "voter" } }),
+    ))
 }
 
 async fn remove_member(State(app): AppState, Path(id): Path<String>) -> Answer {
@@ -369,11 +475,15 @@ async fn remove_member(State(app): AppState, Path(id): Path<String>) -> Answer {
 }
 
 async fn not_found(method: Method, uri: Uri) -> Fail {
-    Fail(ApiError::new(ErrorCode::NotFound, format!("no such call: {method} {} (see the API reference in README.md)", uri.path())))
+    Fail(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no such call: {method} {} (see the API reference in README.md)", uri.path()),
+    ))
 }
 
 async fn wrong_method(method: Method, uri: Uri) -> Response {
-    let mut resp = Fail(ApiError::invalid_request(format!("{} does not take {method}", uri.path()))).into_response();
+    let mut resp =
+        Fail(ApiError::invalid_request(format!("{} does not take {method}", uri.path()))).into_response();
     *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     resp
 }
@@ -392,6 +502,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/nodes/", nodes.clone())
         .route("/v1/nodes/{*path}", nodes)
         .route("/v1/txn", post(txn))
+        .route("/v1/watch", get(watch))
+        .route("/v1/watch/", get(watch))
+        .route("/v1/watch/{*path}", get(watch))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/members", post(add_member))
         .route("/v1/cluster/members/{id}/promote", post(promote_member))

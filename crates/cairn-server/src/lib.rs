@@ -8,6 +8,7 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod reads;
+pub mod watch;
 
 pub use config::Config;
 pub use node::{start, Running};

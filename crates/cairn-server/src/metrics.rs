@@ -1,6 +1,8 @@
 //! Prometheus metrics.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -13,23 +15,36 @@ pub struct Metrics {
     pub term: IntGauge,
     pub is_leader: IntGauge,
     pub applied_index: IntGauge,
+    pub watchers: IntGauge,
+    pub events_sent: IntCounter,
+    pub streams_cut: IntCounter,
 }
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("cairn".into()), None)?;
-        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests by method and status"), &["method", "status"])?;
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by method and status"),
+            &["method", "status"],
+        )?;
         let writes = IntCounter::new("writes_total", "Write commands proposed by this member")?;
         let write_batches = IntCounter::new("write_batches_total", "Log entries proposed by the batcher")?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("write_batch_size", "Commands per proposed log entry")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
         )?;
-        let read_index_rounds = IntCounter::new("read_index_rounds_total", "Leadership confirmations for linearizable reads")?;
+        let read_index_rounds =
+            IntCounter::new("read_index_rounds_total", "Leadership confirmations for linearizable reads")?;
         let revision = IntGauge::new("revision", "Revision of the last applied write")?;
         let term = IntGauge::new("raft_term", "Current Raft term")?;
         let is_leader = IntGauge::new("is_leader", "1 if this member leads")?;
         let applied_index = IntGauge::new("applied_index", "Last applied Raft log index")?;
+        let watchers = IntGauge::new("watchers", "Watch streams and long-polls open on this member")?;
+        let events_sent = IntCounter::new("watch_events_sent_total", "Watch events queued to streams")?;
+        let streams_cut = IntCounter::new("watch_streams_cut_total", "Watch streams cut for falling behind")?;
+        registry.register(Box::new(watchers.clone()))?;
+        registry.register(Box::new(events_sent.clone()))?;
+        registry.register(Box::new(streams_cut.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(writes.clone()))?;
         registry.register(Box::new(write_batches.clone()))?;
@@ -50,6 +65,9 @@ impl Metrics {
             term,
             is_leader,
             applied_index,
+            watchers,
+            events_sent,
+            streams_cut,
         })
     }
 

@@ -20,6 +20,7 @@ use crate::config::{Config, Limits};
 use crate::forward::{AdminOp, Forwarder};
 use crate::metrics::Metrics;
 use crate::reads::ReadGate;
+use crate::watch::Hub;
 
 /// How long a write or read keeps looking for a leader before answering 503.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -27,7 +28,7 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot open the data directory {0}: {1}")]
-    Storage(String, cairn_raft::OpenError),
+    Storage(String, Box<cairn_raft::OpenError>),
     #[error("cannot listen on {0} for {1}: {2} (is another cairn using it? choose another address)")]
     Bind(SocketAddr, &'static str, std::io::Error),
     #[error("raft: {0}")]
@@ -47,6 +48,7 @@ pub struct App {
     pub forwarder: Forwarder,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    pub hub: Arc<Hub>,
     term: AtomicU64,
     /// 0 = no leader known.
     leader: AtomicU64,
@@ -73,7 +75,12 @@ impl App {
     }
 
     pub fn header(&self, revision: u64) -> Header {
-        Header { revision, raft_term: self.term.load(Ordering::Relaxed), leader: self.leader_id(), member: self.id }
+        Header {
+            revision,
+            raft_term: self.term.load(Ordering::Relaxed),
+            leader: self.leader_id(),
+            member: self.id,
+        }
     }
 
     /// Runs a write on the leader, from here or by forwarding, retrying while no leader
@@ -130,7 +137,9 @@ impl App {
             .applied_index_at_least(Some(index), "linearizable read")
             .await
             .map(|_| ())
-            .map_err(|e| ApiError::unavailable(format!("this member is not catching up with the leader: {e}")))
+            .map_err(|e| {
+                ApiError::unavailable(format!("this member is not catching up with the leader: {e}"))
+            })
     }
 
     /// Membership changes go to the leader.
@@ -147,11 +156,19 @@ impl App {
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let is_voter = |id: &u64| membership.voter_ids().any(|v| v == *id);
         let is_member = |id: &u64| membership.get_node(id).is_some();
-        let not_member = |id: u64| WriteError::Api(ApiError::new(cairn_api::ErrorCode::NotFound, format!("member {id} is not in the cluster")));
+        let not_member = |id: u64| {
+            WriteError::Api(ApiError::new(
+                cairn_api::ErrorCode::NotFound,
+                format!("member {id} is not in the cluster"),
+            ))
+        };
         let result = match op {
             AdminOp::AddLearner { id, addr } => {
                 if is_member(&id) {
-                    return Err(WriteError::Api(ApiError::new(cairn_api::ErrorCode::AlreadyExists, format!("member {id} is already in the cluster"))));
+                    return Err(WriteError::Api(ApiError::new(
+                        cairn_api::ErrorCode::AlreadyExists,
+                        format!("member {id} is already in the cluster"),
+                    )));
                 }
                 self.raft.add_learner(id, Node { addr }, false).await.map(|_| ())
             }
@@ -162,7 +179,10 @@ impl App {
                 if is_voter(&id) {
                     return Ok(());
                 }
-                self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map(|_| ())
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map(|_| ())
             }
             AdminOp::Remove { id } => {
                 if !is_member(&id) {
@@ -232,11 +252,18 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Start
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let storage = cairn_raft::open_storage(&config.data_dir)
         .await
-        .map_err(|e| StartError::Storage(config.data_dir.display().to_string(), e))?;
+        .map_err(|e| StartError::Storage(config.data_dir.display().to_string(), Box::new(e)))?;
+    let applied = storage.state_machine.applied_revision();
     let network = PeerNetwork::new();
-    let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network.clone(), storage.log, storage.state_machine)
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config(&config)?),
+        network.clone(),
+        storage.log,
+        storage.state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
     let metrics = Arc::new(Metrics::new()?);
     let forwarder = Forwarder::new(network.client().clone());
 
@@ -277,7 +304,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )
     };
 
+    let hub = Hub::start(
+        storage.store.clone(),
+        applied,
+        config.limits.max_watchers,
+        Duration::from_millis(config.watch_progress_ms),
+        metrics.clone(),
+    );
     let app = Arc::new(App {
+        hub,
         id: config.id,
         batcher: Batcher::start(raft.clone(), metrics.clone(), config.limits.max_pending_writes),
         raft: raft.clone(),
@@ -294,8 +329,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let peer_listener = bind(config.listen_peer, "peer traffic").await?;
     let client_listener = bind(config.listen_client, "the client API").await?;
-    let peer_addr = peer_listener.local_addr().map_err(|e| StartError::Bind(config.listen_peer, "peer traffic", e))?;
-    let client_addr = client_listener.local_addr().map_err(|e| StartError::Bind(config.listen_client, "the client API", e))?;
+    let peer_addr =
+        peer_listener.local_addr().map_err(|e| StartError::Bind(config.listen_peer, "peer traffic", e))?;
+    let client_addr = client_listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(config.listen_client, "the client API", e))?;
 
     let peer_router = cairn_raft::peer_routes(raft.clone(), config.id)
         .merge(crate::forward::routes(app.clone(), config.limits.max_request_bytes * 2));

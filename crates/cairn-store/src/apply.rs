@@ -1,8 +1,8 @@
 //! Applying commands: each write command is atomic and gets the next revision.
 
 use cairn_api::{
-    parent_of, validate_path, ApiError, ErrorCode, Expect, Node, Op, OpResult, Stat, Txn,
-    TxnResult, CompareTarget, MAX_VALUE_BYTES, PAGE_BYTE_BUDGET, SEQUENCE_DIGITS,
+    parent_of, validate_path, ApiError, CompareTarget, ErrorCode, Expect, Node, Op, OpResult, Stat, Txn,
+    TxnResult, MAX_VALUE_BYTES, PAGE_BYTE_BUDGET, SEQUENCE_DIGITS,
 };
 use rocksdb::WriteBatch;
 
@@ -168,8 +168,7 @@ impl<'a> Apply<'a> {
     }
 
     fn write_stat(&mut self, path: &str, rev: u64, stat: Option<&Stat>) -> Result<(), StoreError> {
-        self.staged[Cf::Stat as usize]
-            .insert(keys::version_key(path, rev), Some(bincode::serialize(&stat)?));
+        self.staged[Cf::Stat as usize].insert(keys::version_key(path, rev), Some(bincode::serialize(&stat)?));
         Ok(())
     }
 
@@ -238,8 +237,18 @@ impl<'a> Apply<'a> {
                 break;
             }
         }
-        let ops = if succeeded { &txn.success } else { &txn.failure };
-        let results = ops.iter().map(|op| self.op(rev, op)).collect::<Result<_, _>>()?;
+        let (branch, ops) = if succeeded { ("success", &txn.success) } else { ("failure", &txn.failure) };
+        let mut results = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            match self.op(rev, op) {
+                Ok(r) => results.push(r),
+                Err(Fail::Api(mut e)) => {
+                    e.message = format!("{branch}[{i}]: {}", e.message);
+                    return Err(Fail::Api(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(TxnResult { succeeded, results })
     }
 
@@ -384,9 +393,12 @@ impl<'a> Apply<'a> {
         Self::check_expect(path, &old, expect)?;
         Self::check_value(value)?;
         if lease.is_some() && lease != old.lease {
+            let bound = match old.lease {
+                Some(id) => format!("is bound to lease {id}"),
+                None => "is persistent".to_owned(),
+            };
             return Err(ApiError::invalid_request(format!(
-                "node {path} exists with lease {:?}; a node's lease is fixed when it is created",
-                old.lease
+                "node {path} {bound}; a node's lease is fixed when it is created"
             ))
             .into());
         }
@@ -420,7 +432,10 @@ impl<'a> Apply<'a> {
         if old.num_children > 0 && !recursive {
             return Err(ApiError::new(
                 ErrorCode::NotEmpty,
-                format!("node {path} has {} children (pass recursive=true to delete them too)", old.num_children),
+                format!(
+                    "node {path} has {} children (pass recursive=true to delete them too)",
+                    old.num_children
+                ),
             )
             .into());
         }

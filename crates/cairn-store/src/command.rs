@@ -1,4 +1,4 @@
-use cairn_api::{ApiError, OpResult, Op, Stat, Txn, TxnResult};
+use cairn_api::{ApiError, Op, OpResult, Stat, Txn, TxnResult};
 use serde::{Deserialize, Serialize};
 
 /// One Raft log entry's payload: a batch of commands proposed together (group commit) with
@@ -15,13 +15,17 @@ impl std::fmt::Display for Request {
     }
 }
 
+// Commands are moved into the log once; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// One operation; a write that changes nothing (a failed CAS) takes no revision.
     Op(Op),
     Txn(Txn),
     /// Forget history below `revision`: reads and watches before it answer `compacted`.
-    Compact { revision: u64 },
+    Compact {
+        revision: u64,
+    },
 }
 
 impl Command {
@@ -35,6 +39,7 @@ impl Command {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {
     Op(OpResult),

@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn versions_sort_newest_first_and_before_children() {
-        let mut keys = vec![
+        let mut keys = [
             version_key("/a", 1),
             version_key("/a", 7),
             version_key("/a/b", 3),

@@ -75,10 +75,7 @@ impl<'a> Merged<'a> {
     }
 
     fn layer_from(&self, bound: Bound<&[u8]>) -> Option<(&'a [u8], &'a Option<Vec<u8>>)> {
-        self.layer
-            .range::<[u8], _>((bound, Bound::Unbounded))
-            .next()
-            .map(|(k, v)| (k.as_slice(), v))
+        self.layer.range::<[u8], _>((bound, Bound::Unbounded)).next().map(|(k, v)| (k.as_slice(), v))
     }
 
     /// Positions on the smaller of the two heads, skipping deletes and what they hide.
@@ -144,6 +141,26 @@ impl Cursor for Merged<'_> {
     }
 }
 
+/// Stands in where a column family handle is missing (`Store::open` rules that out).
+pub struct EmptyCursor;
+
+impl Cursor for EmptyCursor {
+    fn seek(&mut self, _key: &[u8]) {}
+    fn next(&mut self) {}
+    fn valid(&self) -> bool {
+        false
+    }
+    fn key(&self) -> &[u8] {
+        &[]
+    }
+    fn value(&self) -> &[u8] {
+        &[]
+    }
+    fn status(&self) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt("column family missing".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,35 +202,11 @@ mod tests {
         m.seek(b"");
         let mut seen = vec![];
         while m.valid() {
-            seen.push(format!(
-                "{}={}",
-                String::from_utf8_lossy(m.key()),
-                String::from_utf8_lossy(m.value())
-            ));
+            seen.push(format!("{}={}", String::from_utf8_lossy(m.key()), String::from_utf8_lossy(m.value())));
             m.next();
         }
         assert_eq!(seen, ["a=base", "b=top", "c=top", "g=base", "h=top"]);
         m.seek(b"d");
         assert_eq!(m.key(), b"g");
-    }
-}
-
-/// Stands in where a column family handle is missing (`Store::open` rules that out).
-pub struct EmptyCursor;
-
-impl Cursor for EmptyCursor {
-    fn seek(&mut self, _key: &[u8]) {}
-    fn next(&mut self) {}
-    fn valid(&self) -> bool {
-        false
-    }
-    fn key(&self) -> &[u8] {
-        &[]
-    }
-    fn value(&self) -> &[u8] {
-        &[]
-    }
-    fn status(&self) -> Result<(), StoreError> {
-        Err(StoreError::Corrupt("column family missing".into()))
     }
 }

@@ -27,17 +27,14 @@ pub(crate) fn stat_at(kv: &dyn KvRead, path: &str, at: u64) -> Result<Option<Sta
 }
 
 pub(crate) fn value_of(kv: &dyn KvRead, path: &str, stat: &Stat) -> Result<Vec<u8>, StoreError> {
-    kv.get(Cf::Data, &keys::data_key(path, stat.mod_revision))?.ok_or_else(|| {
-        StoreError::Corrupt(format!("value of {path} at {} is missing", stat.mod_revision))
-    })
+    kv.get(Cf::Data, &keys::data_key(path, stat.mod_revision))?
+        .ok_or_else(|| StoreError::Corrupt(format!("value of {path} at {} is missing", stat.mod_revision)))
 }
 
 pub(crate) fn node_at(kv: &dyn KvRead, path: &str, at: u64) -> Result<Option<Node>, StoreError> {
     match stat_at(kv, path, at)? {
         None => Ok(None),
-        Some(stat) => {
-            Ok(Some(Node { path: path.to_owned(), value: value_of(kv, path, &stat)?, stat }))
-        }
+        Some(stat) => Ok(Some(Node { path: path.to_owned(), value: value_of(kv, path, &stat)?, stat })),
     }
 }
 
@@ -132,7 +129,7 @@ pub(crate) fn subtree_at(
         let Some((p, rev)) = keys::split_version_key(key) else {
             return Err(StoreError::Corrupt("bad stat key".into()));
         };
-        if p.len() < prefix.len() {
+        if p.len() <= path.len() {
             // The root itself, when listing the root's subtree.
             c.seek(&keys::with_byte(p, 1));
             continue;

@@ -68,11 +68,16 @@ impl Store {
 
     /// The root always exists; it is written at revision 0 on every member alike.
     fn ensure_root(&self) -> Result<(), StoreError> {
-        if self.live().get(Cf::Stat, &keys::version_key("/", 0))?.is_none() {
-            let mut batch = WriteBatch::default();
+        let live = self.live();
+        let mut batch = WriteBatch::default();
+        if live.get(Cf::Stat, &keys::version_key("/", 0))?.is_none() {
             let root: Option<Stat> = Some(Stat::default());
             batch.put_cf(self.cf(Cf::Stat)?, keys::version_key("/", 0), bincode::serialize(&root)?);
+        }
+        if live.get(Cf::Data, &keys::data_key("/", 0))?.is_none() {
             batch.put_cf(self.cf(Cf::Data)?, keys::data_key("/", 0), b"");
+        }
+        if !batch.is_empty() {
             self.db.write(batch)?;
         }
         Ok(())
@@ -82,8 +87,7 @@ impl Store {
     pub(crate) fn reload(&self) -> Result<(), StoreError> {
         let live = self.live();
         self.revision.store(read_u64(live.get(Cf::Meta, meta::REVISION)?)?, Ordering::SeqCst);
-        self.compact_revision
-            .store(read_u64(live.get(Cf::Meta, meta::COMPACT_REVISION)?)?, Ordering::SeqCst);
+        self.compact_revision.store(read_u64(live.get(Cf::Meta, meta::COMPACT_REVISION)?)?, Ordering::SeqCst);
         Ok(())
     }
 

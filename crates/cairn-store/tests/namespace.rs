@@ -65,13 +65,15 @@ fn set_and_delete_check_versions() {
     let (_d, s) = store();
     run(&s, put("/k", "v0")).unwrap();
     run(&s, put("/k", "v1")).unwrap();
-    let cas = |v| Command::Op(Op::Put {
-        path: "/k".into(),
-        value: b"v2".to_vec(),
-        lease: None,
-        parents: false,
-        expect: Some(Expect::Version(v)),
-    });
+    let cas = |v| {
+        Command::Op(Op::Put {
+            path: "/k".into(),
+            value: b"v2".to_vec(),
+            lease: None,
+            parents: false,
+            expect: Some(Expect::Version(v)),
+        })
+    };
     assert_eq!(code(run(&s, cas(0))), ErrorCode::VersionConflict);
     run(&s, cas(1)).unwrap();
     let node = s.read().unwrap().get("/k", None).unwrap();
@@ -168,14 +170,26 @@ fn transactions_are_atomic() {
                 op: CompareOp::Eq,
             }],
             success: vec![
-                Op::Put { path: "/a".into(), value: b"y".to_vec(), lease: None, parents: false, expect: None },
+                Op::Put {
+                    path: "/a".into(),
+                    value: b"y".to_vec(),
+                    lease: None,
+                    parents: false,
+                    expect: None,
+                },
                 second,
             ],
             failure: vec![Op::Get { path: "/a".into() }],
         })
     };
     // The second op fails: nothing of the first stays.
-    let failing = Op::Create { path: "/missing/child".into(), value: vec![], sequential: false, lease: None, parents: false };
+    let failing = Op::Create {
+        path: "/missing/child".into(),
+        value: vec![],
+        sequential: false,
+        lease: None,
+        parents: false,
+    };
     assert_eq!(code(run(&s, txn("x", failing))), ErrorCode::NotFound);
     assert_eq!(s.read().unwrap().get("/a", None).unwrap().value, b"x");
     // Compare fails: the failure branch runs, no revision is taken.
@@ -202,7 +216,13 @@ fn transactions_are_atomic() {
 #[test]
 fn leases_that_do_not_exist_are_refused() {
     let (_d, s) = store();
-    let c = Command::Op(Op::Create { path: "/e".into(), value: vec![], sequential: false, lease: Some(7), parents: false });
+    let c = Command::Op(Op::Create {
+        path: "/e".into(),
+        value: vec![],
+        sequential: false,
+        lease: Some(7),
+        parents: false,
+    });
     assert_eq!(code(run(&s, c)), ErrorCode::LeaseNotFound);
 }
 

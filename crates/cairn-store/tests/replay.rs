@@ -36,6 +36,9 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+/// An event without its time stamps: (kind, path, version).
+type EventSummary = (cairn_store::EventKind, String, u64);
+
 fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(dir.path(), &[]).unwrap();
@@ -91,7 +94,7 @@ proptest! {
         prop_assert_eq!(a.revision(), c.revision());
         let (va, vc) = (a.read().unwrap(), c.read().unwrap());
         let from = va.compact_revision();
-        let strip = |evs: Vec<(u64, Vec<cairn_store::Event>)>| -> Vec<(u64, Vec<(cairn_store::EventKind, String, u64)>)> {
+        let strip = |evs: Vec<(u64, Vec<cairn_store::Event>)>| -> Vec<(u64, Vec<EventSummary>)> {
             evs.into_iter().map(|(r, es)| (r, es.into_iter().map(|e| (e.kind, e.path, e.stat.version)).collect())).collect()
         };
         prop_assert_eq!(strip(va.events(from, u64::MAX).unwrap()), strip(vc.events(from, u64::MAX).unwrap()));

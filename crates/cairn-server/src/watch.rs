@@ -1,0 +1,609 @@
+//! Watches: one hub per member routes each applied change to the streams that want it.
+//!
+//! The hub follows the state machine's applied revision and reads the new revisions'
+//! events from the store's history once, off the apply path. It routes them through an
+//! index (exact path, parent path for children watches, every ancestor for subtree
+//! watches), so a change costs a few hash lookups, not a scan of every watcher. Each stream
+//! has a bounded queue fed with `try_send`: a stream that falls behind is cut with a final
+//! `cancelled` event naming the last revision it delivered, and never slows anyone else.
+//!
+//! A stream that starts in the past registers first (at the hub's dispatched revision D),
+//! then reads history up to D itself: live events after D wait in its queue meanwhile, so
+//! there is no gap and no duplicate. Snapshot-then-stream reads the namespace *at* D (MVCC
+//! makes that a consistent point-in-time read), so no lock is held while it is sent.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use cairn_api::json::{self as wire, Encoding};
+use cairn_api::{parent_of, ApiError, ErrorCode, Node};
+use cairn_store::{EventKind, Store};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::metrics::Metrics;
+
+/// Revisions read from history per step (bounds memory while catching up).
+const HISTORY_STEP: u64 = 1024;
+/// Deliveries queued per stream before it counts as too slow.
+const STREAM_QUEUE: usize = 1024;
+
+/// What a watcher watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Node(String),
+    Children(String),
+    Subtree(String),
+}
+
+impl Scope {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Scope::Node(p) => path == p,
+            Scope::Children(p) => parent_of(path) == Some(p.as_str()),
+            Scope::Subtree(p) => {
+                path == p
+                    || p == "/"
+                    || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'/'))
+            }
+        }
+    }
+}
+
+/// One change, rendered once for every stream that receives it.
+pub struct Change {
+    pub kind: EventKind,
+    pub revision: u64,
+    pub node: Node,
+    pub prev: Option<Node>,
+    json: String,
+    json_with_prev: String,
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Create => "create",
+        EventKind::Set => "set",
+        EventKind::Delete => "delete",
+    }
+}
+
+impl Change {
+    fn new(kind: EventKind, revision: u64, node: Node, prev: Option<Node>) -> Change {
+        let render = |with_prev: bool| {
+            json!({
+                "type": kind_name(kind),
+                "revision": revision,
+                "node": wire::node(&node, Encoding::Utf8),
+                "prev": if with_prev { prev.as_ref().map(|p| wire::node(p, Encoding::Utf8)) } else { None },
+            })
+            .to_string()
+        };
+        let (json, json_with_prev) = (render(false), render(true));
+        Change { kind, revision, node, prev, json, json_with_prev }
+    }
+
+    fn data(&self, opts: &StreamOptions) -> String {
+        match opts.encoding {
+            Encoding::Utf8 if opts.prev => self.json_with_prev.clone(),
+            Encoding::Utf8 => self.json.clone(),
+            Encoding::Base64 => json!({
+                "type": kind_name(self.kind),
+                "revision": self.revision,
+                "node": wire::node(&self.node, Encoding::Base64),
+                "prev": if opts.prev { self.prev.as_ref().map(|p| wire::node(p, Encoding::Base64)) } else { None },
+            })
+            .to_string(),
+        }
+    }
+}
+
+/// The changes of one revision that concern one stream.
+pub struct Delivery {
+    pub revision: u64,
+    pub changes: Vec<Arc<Change>>,
+}
+
+struct Entry {
+    scope: Scope,
+    tx: mpsc::Sender<Delivery>,
+    lagged: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Index {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    exact: HashMap<String, HashSet<u64>>,
+    children: HashMap<String, HashSet<u64>>,
+    subtree: HashMap<String, HashSet<u64>>,
+}
+
+impl Index {
+    fn slot(&mut self, scope: &Scope) -> (&mut HashMap<String, HashSet<u64>>, String) {
+        match scope {
+            Scope::Node(p) => (&mut self.exact, p.clone()),
+            Scope::Children(p) => (&mut self.children, p.clone()),
+            Scope::Subtree(p) => (&mut self.subtree, p.clone()),
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(entry) = self.entries.remove(&id) else { return false };
+        let (map, key) = self.slot(&entry.scope);
+        if let Some(set) = map.get_mut(&key) {
+            set.remove(&id);
+            if set.is_empty() {
+                map.remove(&key);
+            }
+        }
+        true
+    }
+
+    /// Every watcher one change concerns.
+    fn matching(&self, path: &str, out: &mut HashSet<u64>) {
+        if let Some(ids) = self.exact.get(path) {
+            out.extend(ids);
+        }
+        if let Some(ids) = parent_of(path).and_then(|p| self.children.get(p)) {
+            out.extend(ids);
+        }
+        let mut ancestor = Some(path);
+        while let Some(a) = ancestor {
+            if let Some(ids) = self.subtree.get(a) {
+                out.extend(ids);
+            }
+            ancestor = parent_of(a);
+        }
+    }
+}
+
+pub struct Hub {
+    store: Arc<Store>,
+    index: Mutex<Index>,
+    /// Every change up to this revision has been routed.
+    dispatched: AtomicU64,
+    max_watchers: usize,
+    progress: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// A registered watcher; dropping it unregisters.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: u64,
+    rx: mpsc::Receiver<Delivery>,
+    lagged: Arc<AtomicBool>,
+    /// Live deliveries start after this revision; history covers the rest.
+    pub registered_at: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(mut index) = self.hub.index.lock() {
+            index.remove(self.id);
+        }
+        self.hub.metrics.watchers.dec();
+    }
+}
+
+impl Hub {
+    pub fn start(
+        store: Arc<Store>,
+        applied: watch::Receiver<u64>,
+        max_watchers: usize,
+        progress: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Hub> {
+        let hub = Arc::new(Hub {
+            dispatched: AtomicU64::new(store.revision()),
+            store,
+            index: Mutex::new(Index::default()),
+            max_watchers,
+            progress,
+            metrics,
+        });
+        tokio::spawn(dispatch(hub.clone(), applied));
+        hub
+    }
+
+    pub fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::Acquire)
+    }
+
+    pub fn subscribe(self: &Arc<Self>, scope: Scope) -> Result<Subscription, ApiError> {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let mut index = self.index.lock().map_err(|_| ApiError::internal("watch hub poisoned"))?;
+        if index.entries.len() >= self.max_watchers {
+            return Err(ApiError {
+                limit: Some(self.max_watchers as u64),
+                ..ApiError::new(
+                    ErrorCode::TooManyRequests,
+                    format!("this member already serves {} watchers", self.max_watchers),
+                )
+            });
+        }
+        let id = index.next_id;
+        index.next_id += 1;
+        let (map, key) = index.slot(&scope);
+        map.entry(key).or_default().insert(id);
+        index.entries.insert(id, Entry { scope, tx, lagged: lagged.clone() });
+        // Read under the lock: routing bumps it under the same lock.
+        let registered_at = self.dispatched();
+        drop(index);
+        self.metrics.watchers.inc();
+        Ok(Subscription { hub: self.clone(), id, rx, lagged, registered_at })
+    }
+
+    fn route(&self, revision: u64, changes: &[Arc<Change>]) {
+        let Ok(mut index) = self.index.lock() else { return };
+        let mut per: HashMap<u64, Vec<Arc<Change>>> = HashMap::new();
+        let mut ids = HashSet::new();
+        for change in changes {
+            ids.clear();
+            index.matching(&change.node.path, &mut ids);
+            for id in &ids {
+                per.entry(*id).or_default().push(change.clone());
+            }
+        }
+        let mut cut = Vec::new();
+        for (id, changes) in per {
+            let Some(entry) = index.entries.get(&id) else { continue };
+            let n = changes.len() as u64;
+            match entry.tx.try_send(Delivery { revision, changes }) {
+                Ok(()) => self.metrics.events_sent.inc_by(n),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    entry.lagged.store(true, Ordering::Relaxed);
+                    self.metrics.streams_cut.inc();
+                    cut.push(id);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => cut.push(id),
+            }
+        }
+        for id in cut {
+            index.remove(id);
+        }
+        self.dispatched.store(revision, Ordering::Release);
+    }
+}
+
+/// Reads the changes of revisions `from..=to` (at most `HISTORY_STEP` of them).
+/// The changes of each revision, in order.
+type Revisions = Vec<(u64, Vec<Arc<Change>>)>;
+
+fn read_changes(store: &Store, from: u64, to: u64) -> Result<Revisions, ApiError> {
+    let view = store.read()?;
+    let mut out = Vec::new();
+    for (revision, events) in view.events(from, to.min(from.saturating_add(HISTORY_STEP - 1)))? {
+        let mut changes = Vec::with_capacity(events.len());
+        for e in events {
+            let value = view.value(&e.path, &e.stat)?;
+            let prev = match &e.prev {
+                Some(p) => {
+                    Some(Node { path: e.path.clone(), value: view.value(&e.path, p)?, stat: p.clone() })
+                }
+                None => None,
+            };
+            let node = Node { path: e.path, value, stat: e.stat };
+            changes.push(Arc::new(Change::new(e.kind, revision, node, prev)));
+        }
+        out.push((revision, changes));
+    }
+    Ok(out)
+}
+
+async fn dispatch(hub: Arc<Hub>, mut applied: watch::Receiver<u64>) {
+    loop {
+        let target = *applied.borrow_and_update();
+        while hub.dispatched() < target {
+            let from = hub.dispatched() + 1;
+            let store = hub.store.clone();
+            let batch = tokio::task::spawn_blocking(move || read_changes(&store, from, target)).await;
+            match batch {
+                Ok(Ok(revisions)) => {
+                    let last = revisions.last().map(|(r, _)| *r);
+                    for (revision, changes) in &revisions {
+                        hub.route(*revision, changes);
+                    }
+                    // No events left in the range (compacted, or revisions without history).
+                    let reached =
+                        last.unwrap_or(target).max(from.saturating_add(HISTORY_STEP - 1).min(target));
+                    hub.dispatched.fetch_max(reached, Ordering::AcqRel);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("watch hub cannot read history: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    tracing::error!("watch hub reader failed: {e}");
+                    return;
+                }
+            }
+        }
+        if applied.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Per-stream options from the query string.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    pub scope: Scope,
+    /// Deliver changes after this revision (`None`: from now).
+    pub after: Option<u64>,
+    pub prev: bool,
+    pub snapshot: bool,
+    pub encoding: Encoding,
+}
+
+type Out = mpsc::Sender<Result<SseEvent, Infallible>>;
+
+/// Starts a watch: errors that belong in the HTTP status (compacted, limits) come back
+/// before the stream starts.
+pub fn open(hub: &Arc<Hub>, opts: StreamOptions) -> Result<axum::response::Response, ApiError> {
+    let sub = hub.subscribe(opts.scope.clone())?;
+    let compact = hub.store.compact_revision();
+    if let Some(after) = opts.after {
+        if after.saturating_add(1) < compact {
+            return Err(ApiError::compacted(after.saturating_add(1), compact));
+        }
+    }
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(stream(hub.clone(), sub, opts, tx));
+    let sse =
+        Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    Ok(axum::response::IntoResponse::into_response(sse))
+}
+
+fn event(kind: &str, id: Option<u64>, data: String) -> Result<SseEvent, Infallible> {
+    let e = SseEvent::default().event(kind).data(data);
+    Ok(match id {
+        Some(id) => e.id(id.to_string()),
+        None => e,
+    })
+}
+
+/// Sends one revision's changes; only the last carries the SSE id, so a client that
+/// reconnects with `Last-Event-ID` never resumes halfway through a revision.
+async fn send_revision(out: &Out, revision: u64, changes: &[Arc<Change>], opts: &StreamOptions) -> bool {
+    let last = changes.len().saturating_sub(1);
+    for (i, c) in changes.iter().enumerate() {
+        let id = (i == last).then_some(revision);
+        if out.send(event(kind_name(c.kind), id, c.data(opts))).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The current state at `revision` as `create` events (no ids), page by page.
+async fn send_snapshot(
+    store: &Store,
+    revision: u64,
+    opts: &StreamOptions,
+    out: &Out,
+) -> Result<bool, ApiError> {
+    let (path, with_self, children_only) = match &opts.scope {
+        Scope::Node(p) => (p.clone(), true, None),
+        Scope::Children(p) => (p.clone(), false, Some(true)),
+        Scope::Subtree(p) => (p.clone(), true, Some(false)),
+    };
+    let render = |node: &Node| {
+        json!({ "type": "create", "revision": revision, "node": wire::node(node, opts.encoding), "prev": null }).to_string()
+    };
+    if with_self {
+        match store.read()?.get(&path, Some(revision)) {
+            Ok(node) => {
+                if out.send(event("create", None, render(&node))).await.is_err() {
+                    return Ok(false);
+                }
+            }
+            Err(e) if e.code == ErrorCode::NotFound => return Ok(true),
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(children_only) = children_only else { return Ok(true) };
+    let mut cursor: Option<String> = None;
+    loop {
+        let view = store.read()?;
+        let (nodes, next) = if children_only {
+            let page = match view.children(&path, Some(revision), cursor.as_deref(), 1000) {
+                Ok(p) => p,
+                Err(e) if e.code == ErrorCode::NotFound => return Ok(true),
+                Err(e) => return Err(e),
+            };
+            let mut nodes = Vec::with_capacity(page.entries.len());
+            for child in &page.entries {
+                nodes.push(view.get(&cairn_api::join_child(&path, &child.name), Some(revision))?);
+            }
+            (nodes, page.next)
+        } else {
+            let page = view.subtree(&path, Some(revision), cursor.as_deref(), 1000)?;
+            (page.entries, page.next)
+        };
+        drop(view);
+        for node in &nodes {
+            if out.send(event("create", None, render(node))).await.is_err() {
+                return Ok(false);
+            }
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(true),
+        }
+    }
+}
+
+async fn stream(hub: Arc<Hub>, mut sub: Subscription, opts: StreamOptions, out: Out) {
+    let mut delivered = sub.registered_at;
+    let result: Result<(), ApiError> = async {
+        if opts.snapshot && opts.after.is_none() {
+            if !send_snapshot(&hub.store, sub.registered_at, &opts, &out).await? {
+                return Ok(());
+            }
+            let synced = json!({ "revision": sub.registered_at }).to_string();
+            if out.send(event("synced", Some(sub.registered_at), synced)).await.is_err() {
+                return Ok(());
+            }
+        } else if let Some(after) = opts.after {
+            // Catch up from history, then hand over to the live queue.
+            delivered = after;
+            while delivered < sub.registered_at {
+                let store = hub.store.clone();
+                let (from, to) = (delivered + 1, sub.registered_at);
+                let revisions = tokio::task::spawn_blocking(move || read_changes(&store, from, to))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))??;
+                if revisions.is_empty() {
+                    delivered = to.min(from.saturating_add(HISTORY_STEP - 1));
+                    continue;
+                }
+                for (revision, changes) in revisions {
+                    let mine: Vec<_> = changes.into_iter().filter(|c| opts.scope.matches(&c.node.path)).collect();
+                    if !mine.is_empty() && !send_revision(&out, revision, &mine, &opts).await {
+                        return Ok(());
+                    }
+                    delivered = revision;
+                }
+            }
+        }
+        delivered = delivered.max(sub.registered_at);
+        let mut tick = tokio::time::interval(hub.progress);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                delivery = sub.rx.recv() => match delivery {
+                    Some(d) if d.revision > delivered => {
+                        if !send_revision(&out, d.revision, &d.changes, &opts).await {
+                            return Ok(());
+                        }
+                        delivered = d.revision;
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    // Everything up to `seen` was queued before `seen` was published:
+                    // drain the queue, then the bookmark is exact.
+                    let seen = hub.dispatched();
+                    while let Ok(d) = sub.rx.try_recv() {
+                        if d.revision > delivered {
+                            if !send_revision(&out, d.revision, &d.changes, &opts).await {
+                                return Ok(());
+                            }
+                            delivered = d.revision;
+                        }
+                    }
+                    let bookmark = seen.max(delivered);
+                    if out.send(event("progress", Some(bookmark), json!({ "revision": bookmark }).to_string())).await.is_err() {
+                        return Ok(());
+                    }
+                    delivered = bookmark;
+                }
+                _ = out.closed() => return Ok(()),
+            }
+        }
+        if sub.lagged.load(Ordering::Relaxed) {
+            let data = json!({
+                "reason": "this stream fell behind; reconnect with Last-Event-ID (or from_revision) to resume",
+                "revision": delivered,
+            });
+            let _ = out.send(event("cancelled", None, data.to_string())).await;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let data = json!({ "code": e.code.as_str(), "message": e.message, "revision": delivered });
+        let _ = out.send(event("cancelled", None, data.to_string())).await;
+    }
+}
+
+/// Long-poll: waits until something in `scope` changes after `after`, or the timeout.
+pub async fn wait_for_change(
+    hub: &Arc<Hub>,
+    scope: Scope,
+    after: u64,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let mut sub = hub.subscribe(scope.clone())?;
+    let compact = hub.store.compact_revision();
+    if after.saturating_add(1) < compact {
+        return Err(ApiError::compacted(after.saturating_add(1), compact));
+    }
+    let mut from = after + 1;
+    while from <= sub.registered_at {
+        let store = hub.store.clone();
+        let to = sub.registered_at;
+        let revisions = tokio::task::spawn_blocking(move || read_changes(&store, from, to))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        if revisions.iter().any(|(_, cs)| cs.iter().any(|c| scope.matches(&c.node.path))) {
+            return Ok(());
+        }
+        from = match revisions.last() {
+            Some((r, _)) => r + 1,
+            None => from.saturating_add(HISTORY_STEP),
+        };
+    }
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(d) = sub.rx.recv().await {
+            if d.revision > after {
+                return;
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_match_what_they_say() {
+        let node = Scope::Node("/a".into());
+        assert!(node.matches("/a") && !node.matches("/a/b"));
+        let children = Scope::Children("/a".into());
+        assert!(
+            children.matches("/a/b")
+                && !children.matches("/a/b/c")
+                && !children.matches("/a")
+                && !children.matches("/ab")
+        );
+        let sub = Scope::Subtree("/a".into());
+        assert!(sub.matches("/a") && sub.matches("/a/b/c") && !sub.matches("/ab"));
+        assert!(Scope::Subtree("/".into()).matches("/x/y"));
+        assert!(Scope::Children("/".into()).matches("/x") && !Scope::Children("/".into()).matches("/x/y"));
+    }
+
+    #[test]
+    fn index_finds_exact_children_and_ancestors() {
+        let mut index = Index::default();
+        for (id, scope) in [
+            (1, Scope::Node("/a/b".into())),
+            (2, Scope::Children("/a".into())),
+            (3, Scope::Subtree("/".into())),
+            (4, Scope::Subtree("/a/b".into())),
+            (5, Scope::Node("/z".into())),
+        ] {
+            let (map, key) = index.slot(&scope);
+            map.entry(key).or_default().insert(id);
+        }
+        let mut ids = HashSet::new();
+        index.matching("/a/b", &mut ids);
+        assert_eq!(ids, HashSet::from([1, 2, 3, 4]));
+        ids.clear();
+        index.matching("/a/b/c", &mut ids);
+        assert_eq!(ids, HashSet::from([3, 4]));
+    }
+}
