@@ -63,6 +63,8 @@ impl Cluster {
                         &peers[i],
                     ])
                     .args(["--initial-cluster", &cluster])
+                    // Keep the whole run's history, as etcd does without auto-compaction.
+                    .args(["--history-revisions", "100000000"])
                     .arg("--data-dir")
                     .arg(&data);
                 }

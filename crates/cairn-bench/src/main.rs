@@ -81,14 +81,18 @@ async fn main() -> anyhow::Result<()> {
     }
     workloads.push(Workload { op: Op::GetLinearizable, clients: args.read_clients });
     workloads.push(Workload { op: Op::GetSerializable, clients: args.read_clients });
+    workloads.push(Workload { op: Op::GetPastRevision, clients: args.read_clients });
 
     let dir = tempfile::tempdir().context("temp dir")?;
     eprintln!("starting a 3-member Cairn cluster and a 3-member etcd cluster...");
     let cairn = Cluster::start(System::Cairn, &args.cairn_bin, dir.path()).await?;
     let etcd = Cluster::start(System::Etcd, &args.etcd_bin, dir.path()).await?;
     let duration = Duration::from_secs(args.seconds);
+    // The revision after loading: the "past revision" rows read as of it, after the put
+    // rows have written newer versions of every key.
+    let mut past = std::collections::HashMap::new();
     for c in [&cairn, &etcd] {
-        workload::prepare(c, args.keys, args.value_size).await?;
+        past.insert(c.system.name(), workload::prepare(c, args.keys, args.value_size).await?);
     }
 
     let total = workloads.len() * 2;
@@ -99,7 +103,15 @@ async fn main() -> anyhow::Result<()> {
         let order: [&Cluster; 2] = if i % 2 == 0 { [&cairn, &etcd] } else { [&etcd, &cairn] };
         for (j, c) in order.iter().enumerate() {
             eprintln!("[{:>2}/{total}] {} {} ...", i * 2 + j + 1, c.system.name(), w.label());
-            let o = workload::run(c, w, duration, args.keys, args.value_size).await?;
+            let o = workload::run(
+                c,
+                w,
+                duration,
+                args.keys,
+                args.value_size,
+                past.get(c.system.name()).copied().unwrap_or(1),
+            )
+            .await?;
             eprintln!(
                 "        {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
                 o.ops_per_sec, o.p50_ms, o.p99_ms, o.errors

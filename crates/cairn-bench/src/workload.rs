@@ -15,6 +15,8 @@ pub enum Op {
     Put,
     GetLinearizable,
     GetSerializable,
+    /// A linearizable get as of the revision reached after loading the keys.
+    GetPastRevision,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,7 @@ impl Workload {
             Op::Put => "put",
             Op::GetLinearizable => "get linearizable",
             Op::GetSerializable => "get serializable",
+            Op::GetPastRevision => "get at past revision",
         };
         format!("{op} c={}", self.clients)
     }
@@ -59,10 +62,17 @@ async fn request(
     op: Op,
     k: &str,
     value: &[u8],
+    past: u64,
 ) -> bool {
     let req = match (system, op) {
         (System::Cairn, Op::Put) => client.put(format!("http://{endpoint}/v1/nodes/bench/{k}")).body(value.to_vec()),
         (System::Cairn, Op::GetLinearizable) => client.get(format!("http://{endpoint}/v1/nodes/bench/{k}")),
+        (System::Cairn, Op::GetPastRevision) => {
+            client.get(format!("http://{endpoint}/v1/nodes/bench/{k}?revision={past}"))
+        }
+        (System::Etcd, Op::GetPastRevision) => client
+            .post(format!("http://{endpoint}/v3/kv/range"))
+            .body(serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "revision": past }).to_string()),
         (System::Cairn, Op::GetSerializable) => {
             client.get(format!("http://{endpoint}/v1/nodes/bench/{k}?consistency=serializable"))
         }
@@ -84,8 +94,8 @@ async fn request(
     }
 }
 
-/// Writes every key once so reads find them.
-pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyhow::Result<()> {
+/// Writes every key once so reads find them; returns the revision reached.
+pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyhow::Result<u64> {
     let client = http();
     let value = vec![b'v'; value_size];
     if cluster.system == System::Cairn {
@@ -100,7 +110,7 @@ pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyho
             (client.clone(), value.clone(), cluster.clients[0].clone(), cluster.system);
         tasks.push(tokio::spawn(async move {
             for i in chunk {
-                if !request(&client, system, &endpoint, Op::Put, &key(i), &value).await {
+                if !request(&client, system, &endpoint, Op::Put, &key(i), &value, 0).await {
                     return false;
                 }
             }
@@ -110,7 +120,24 @@ pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyho
     for t in tasks {
         anyhow::ensure!(t.await?, "{}: loading keys failed", cluster.system.name());
     }
-    Ok(())
+    current_revision(&client, cluster).await
+}
+
+/// The revision the cluster has reached (from a read's response header).
+async fn current_revision(client: &reqwest::Client, cluster: &Cluster) -> anyhow::Result<u64> {
+    let endpoint = &cluster.clients[0];
+    let v: serde_json::Value = match cluster.system {
+        System::Cairn => client.get(format!("http://{endpoint}/v1/nodes/bench")).send().await?.json().await?,
+        System::Etcd => {
+            let body = serde_json::json!({ "key": B64.encode("/bench/k000000") }).to_string();
+            client.post(format!("http://{endpoint}/v3/kv/range")).body(body).send().await?.json().await?
+        }
+    };
+    let rev = &v["header"]["revision"];
+    // etcd's gateway renders 64-bit numbers as strings.
+    rev.as_u64()
+        .or_else(|| rev.as_str().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| anyhow::anyhow!("{}: no revision in {v}", cluster.system.name()))
 }
 
 pub async fn run(
@@ -119,6 +146,7 @@ pub async fn run(
     duration: Duration,
     keys: usize,
     value_size: usize,
+    past: u64,
 ) -> anyhow::Result<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
     let client = http();
@@ -135,7 +163,7 @@ pub async fn run(
             while !stop.load(Ordering::Relaxed) {
                 i = (i + 1) % keys;
                 let t = Instant::now();
-                if request(&client, system, &endpoint, op, &key(i), &value).await {
+                if request(&client, system, &endpoint, op, &key(i), &value, past).await {
                     lat.push(t.elapsed().as_micros() as u32);
                 } else {
                     errors += 1;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -108,10 +110,22 @@ impl Params {
     }
 }
 
-fn node_path(captured: Option<Path<String>>) -> Result<String, ApiError> {
+/// The path a route captured. Root routes capture nothing; a capture that is not UTF-8
+/// once percent-decoded is a bad path, answered in JSON like every other.
+type Captured = Result<Path<String>, PathRejection>;
+
+fn node_path(captured: Captured) -> Result<String, ApiError> {
     let path = match captured {
-        Some(Path(p)) => format!("/{p}"),
-        None => "/".to_owned(),
+        Ok(Path(p)) => format!("/{p}"),
+        // Root routes (`/v1/nodes`, `/v1/nodes/`) capture no parameter.
+        Err(PathRejection::FailedToDeserializePathParams(e))
+            if matches!(e.kind(), ErrorKind::WrongNumberOfParameters { got: 0, .. }) =>
+        {
+            "/".to_owned()
+        }
+        Err(e) => {
+            return Err(ApiError::new(ErrorCode::InvalidPath, format!("invalid path: {}", e.body_text())))
+        }
     };
     validate_path(&path)?;
     Ok(path)
@@ -190,7 +204,7 @@ fn scope(path: &str, children: bool, recursive: bool) -> Result<Scope, ApiError>
     }
 }
 
-async fn get_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) -> Answer {
+async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
     let path = node_path(path)?;
     let p = Params::parse(&uri, GET_PARAMS)?;
     match p.text("consistency") {
@@ -248,7 +262,7 @@ async fn get_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) ->
     Ok(reply(StatusCode::OK, header, json!({ "node": wire::node(&node, encoding) })))
 }
 
-async fn put_node(State(app): AppState, uri: Uri, path: Option<Path<String>>, body: Body) -> Answer {
+async fn put_node(State(app): AppState, uri: Uri, path: Captured, body: Body) -> Answer {
     let path = node_path(path)?;
     let p = Params::parse(&uri, &["version", "mod_revision", "lease", "parents", "encoding"])?;
     let encoding = p.encoding()?;
@@ -273,7 +287,7 @@ async fn put_node(State(app): AppState, uri: Uri, path: Option<Path<String>>, bo
     }
 }
 
-async fn create_node(State(app): AppState, uri: Uri, path: Option<Path<String>>, body: Body) -> Answer {
+async fn create_node(State(app): AppState, uri: Uri, path: Captured, body: Body) -> Answer {
     let path = node_path(path)?;
     let p = Params::parse(&uri, &["sequential", "lease", "parents", "encoding"])?;
     let encoding = p.encoding()?;
@@ -297,7 +311,7 @@ async fn create_node(State(app): AppState, uri: Uri, path: Option<Path<String>>,
     }
 }
 
-async fn delete_node(State(app): AppState, uri: Uri, path: Option<Path<String>>) -> Answer {
+async fn delete_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
     let path = node_path(path)?;
     let p = Params::parse(&uri, &["version", "mod_revision", "recursive", "encoding"])?;
     let encoding = p.encoding()?;
@@ -335,12 +349,7 @@ async fn txn(State(app): AppState, uri: Uri, body: Body) -> Answer {
     }
 }
 
-async fn watch(
-    State(app): AppState,
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-    path: Option<Path<String>>,
-) -> Answer {
+async fn watch(State(app): AppState, uri: Uri, headers: axum::http::HeaderMap, path: Captured) -> Answer {
     let path = node_path(path)?;
     let p = Params::parse(&uri, &["children", "recursive", "from_revision", "prev", "snapshot", "encoding"])?;
     let last_event_id = match headers.get("last-event-id") {
@@ -454,12 +463,13 @@ async fn add_member(State(app): AppState, body: Body) -> Answer {
     Ok(reply(StatusCode::CREATED, app.header(app.store.revision()), json!({ "member": member })))
 }
 
-fn member_id(raw: &str) -> Result<u64, ApiError> {
+fn member_id(raw: Captured) -> Result<u64, ApiError> {
+    let Ok(Path(raw)) = raw else { return Err(ApiError::invalid_request("the member id is not valid")) };
     raw.parse().map_err(|_| ApiError::invalid_request(format!("\"{raw}\" is not a member id")))
 }
 
-async fn promote_member(State(app): AppState, Path(id): Path<String>) -> Answer {
-    let id = member_id(&id)?;
+async fn promote_member(State(app): AppState, id: Captured) -> Answer {
+    let id = member_id(id)?;
     app.admin(AdminOp::Promote { id }).await?;
     Ok(reply(
         StatusCode::OK,
@@ -468,8 +478,8 @@ async fn promote_member(State(app): AppState, Path(id): Path<String>) -> Answer 
     ))
 }
 
-async fn remove_member(State(app): AppState, Path(id): Path<String>) -> Answer {
-    let id = member_id(&id)?;
+async fn remove_member(State(app): AppState, id: Captured) -> Answer {
+    let id = member_id(id)?;
     app.admin(AdminOp::Remove { id }).await?;
     Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "removed": id })))
 }

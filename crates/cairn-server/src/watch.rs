@@ -241,6 +241,20 @@ impl Hub {
         Ok(Subscription { hub: self.clone(), id, rx, lagged, registered_at })
     }
 
+    /// Ends every stream (they resume from their last revision): used when history they
+    /// would need is gone, e.g. after installing a snapshot compacted past them.
+    fn cut_all(&self) {
+        let Ok(mut index) = self.index.lock() else { return };
+        let ids: Vec<u64> = index.entries.keys().copied().collect();
+        for id in ids {
+            if let Some(entry) = index.entries.get(&id) {
+                entry.lagged.store(true, Ordering::Relaxed);
+            }
+            index.remove(id);
+            self.metrics.streams_cut.inc();
+        }
+    }
+
     fn route(&self, revision: u64, changes: &[Arc<Change>]) {
         let Ok(mut index) = self.index.lock() else { return };
         let mut per: HashMap<u64, Vec<Arc<Change>>> = HashMap::new();
@@ -303,6 +317,12 @@ async fn dispatch(hub: Arc<Hub>, mut applied: watch::Receiver<u64>) {
         let target = *applied.borrow_and_update();
         while hub.dispatched() < target {
             let from = hub.dispatched() + 1;
+            if from < hub.store.compact_revision() {
+                tracing::warn!(from, "history before the compact revision is gone; cutting watch streams");
+                hub.cut_all();
+                hub.dispatched.fetch_max(hub.store.compact_revision() - 1, Ordering::AcqRel);
+                continue;
+            }
             let store = hub.store.clone();
             let batch = tokio::task::spawn_blocking(move || read_changes(&store, from, target)).await;
             match batch {
