@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test cluster cluster-stop lint fmt deps build bench
+.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch etcd
 
 # RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
 deps:
@@ -37,11 +37,18 @@ cluster-stop:
 
 # Cairn and etcd 3.4 (Debian's etcd-server, installed when missing), three members each,
 # same workloads in one run. SECONDS_PER_ROW=8 by default.
-bench: deps
+etcd:
 	@command -v etcd >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq etcd-server etcd-client; }
+
+bench: deps etcd
 	$(CARGO) build --release --bin cairn --bin cairn-bench
 	./target/release/cairn-bench --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-8}
+
+# Watch fan-out: 10,000 watchers on their own keys + 1,000 on a hot key, one member each.
+bench-watch: deps etcd
+	$(CARGO) build --release --bin cairn --bin cairn-bench
+	./target/release/cairn-bench --watch --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-5}
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -22,7 +22,7 @@ impl System {
     }
 }
 
-/// A running three-member cluster; dropping it kills the members.
+/// A running cluster; dropping it kills the members.
 pub struct Cluster {
     pub system: System,
     pub clients: Vec<String>,
@@ -34,17 +34,17 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Cluster {
-    pub async fn start(system: System, bin: &Path, dir: &Path) -> anyhow::Result<Cluster> {
+    pub async fn start(system: System, bin: &Path, dir: &Path, members: usize) -> anyhow::Result<Cluster> {
         let mut peers = Vec::new();
         let mut clients = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..members {
             peers.push(format!("127.0.0.1:{}", free_port()?));
             clients.push(format!("127.0.0.1:{}", free_port()?));
         }
         let mut children = Vec::new();
-        for i in 0..3 {
-            let data = dir.join(format!("{}-{}", system.name(), i + 1));
-            let log = std::fs::File::create(dir.join(format!("{}-{}.log", system.name(), i + 1)))?;
+        for i in 0..members {
+            let data = dir.join(format!("{}-{members}-{}", system.name(), i + 1));
+            let log = std::fs::File::create(dir.join(format!("{}-{members}-{}.log", system.name(), i + 1)))?;
             let mut cmd = Command::new(bin);
             match system {
                 System::Cairn => {
@@ -92,6 +92,18 @@ impl Cluster {
         let cluster = Cluster { system, clients, children };
         cluster.wait_ready().await?;
         Ok(cluster)
+    }
+
+    /// Resident memory of member `i`, in KiB.
+    pub fn rss_kib(&self, i: usize) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.children[i].id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {

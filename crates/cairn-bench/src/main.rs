@@ -4,6 +4,7 @@
 //! the same as JSON under bench-results/.
 
 mod cluster;
+mod watch;
 mod workload;
 
 use std::path::PathBuf;
@@ -17,29 +18,38 @@ use workload::{Op, Outcome, Workload};
 
 #[derive(Parser, Debug)]
 #[command(about = "Cairn vs etcd on this machine, same workloads, same run")]
-struct Args {
+pub struct Args {
     /// The cairn binary to benchmark (build it with --release).
     #[arg(long, default_value = "target/release/cairn")]
-    cairn_bin: PathBuf,
+    pub cairn_bin: PathBuf,
     /// The etcd binary (Debian's etcd-server).
     #[arg(long, default_value = "etcd")]
-    etcd_bin: PathBuf,
+    pub etcd_bin: PathBuf,
     /// Seconds per workload and system.
     #[arg(long, default_value_t = 8)]
-    seconds: u64,
+    pub seconds: u64,
     /// Concurrent clients for the put workload, comma separated.
     #[arg(long, default_value = "1,16,64,256")]
-    put_clients: String,
+    pub put_clients: String,
     /// Concurrent clients for the read workloads.
     #[arg(long, default_value_t = 64)]
-    read_clients: usize,
+    pub read_clients: usize,
     #[arg(long, default_value_t = 256)]
-    value_size: usize,
+    pub value_size: usize,
     #[arg(long, default_value_t = 10_000)]
-    keys: usize,
+    pub keys: usize,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench-results")]
-    out: PathBuf,
+    pub out: PathBuf,
+    /// Run the watch benchmark (one member each) instead of the key-value suite.
+    #[arg(long)]
+    pub watch: bool,
+    /// Watchers each on its own key (watch benchmark).
+    #[arg(long, default_value_t = 10_000)]
+    pub watchers: usize,
+    /// Watchers on one hot key (watch benchmark).
+    #[arg(long, default_value_t = 1_000)]
+    pub hot_watchers: usize,
 }
 
 fn machine() -> String {
@@ -70,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
     );
     let machine = machine();
     println!("cairn-bench on {machine}");
+    if args.watch {
+        return watch::run(&args, &machine).await;
+    }
     println!(
         "3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row\n",
         args.value_size, args.keys, args.seconds
@@ -85,8 +98,8 @@ async fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir().context("temp dir")?;
     eprintln!("starting a 3-member Cairn cluster and a 3-member etcd cluster...");
-    let cairn = Cluster::start(System::Cairn, &args.cairn_bin, dir.path()).await?;
-    let etcd = Cluster::start(System::Etcd, &args.etcd_bin, dir.path()).await?;
+    let cairn = Cluster::start(System::Cairn, &args.cairn_bin, dir.path(), 3).await?;
+    let etcd = Cluster::start(System::Etcd, &args.etcd_bin, dir.path(), 3).await?;
     let duration = Duration::from_secs(args.seconds);
     // The revision after loading: the "past revision" rows read as of it, after the put
     // rows have written newer versions of every key.
