@@ -26,5 +26,9 @@ pub const DEFAULT_PAGE_LIMIT: usize = 1000;
 pub const MAX_PAGE_LIMIT: usize = 10_000;
 /// Bytes (paths plus values) one page may carry before it is cut, whatever its `limit`.
 pub const PAGE_BYTE_BUDGET: usize = 4 * 1024 * 1024;
+/// Shortest lease TTL: longer than an election, so a failover alone cannot end a lease.
+pub const MIN_LEASE_TTL_MS: u64 = 2_000;
+/// Longest lease TTL (one day).
+pub const MAX_LEASE_TTL_MS: u64 = 86_400_000;
 /// Width of the counter a sequential create appends.
 pub const SEQUENCE_DIGITS: usize = 10;

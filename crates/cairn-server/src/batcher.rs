@@ -12,10 +12,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cairn_api::{ApiError, ErrorCode};
 use cairn_raft::openraft::error::{ClientWriteError, RaftError};
 use cairn_raft::Raft;
-use cairn_store::{Applied, Command, Request};
+use cairn_store::{Applied, Command, Output, Request};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::lease::LeaseKeeper;
 use crate::metrics::Metrics;
 
 /// Most commands in one log entry.
@@ -68,9 +69,9 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn start(raft: Raft, metrics: Arc<Metrics>, capacity: usize) -> Batcher {
+    pub fn start(raft: Raft, metrics: Arc<Metrics>, leases: Arc<LeaseKeeper>, capacity: usize) -> Batcher {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(run(raft, rx, metrics));
+        tokio::spawn(run(raft, rx, metrics, leases));
         Batcher { tx, capacity }
     }
 
@@ -103,7 +104,7 @@ fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, bytes: &mut
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, metrics: Arc<Metrics>) {
+async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, metrics: Arc<Metrics>, leases: Arc<LeaseKeeper>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let mut bytes = first.command.value_len();
@@ -115,8 +116,9 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, metrics: Arc<Metrics>)
         metrics.write_batches.inc();
         metrics.batch_size.observe(batch.len() as f64);
         let raft = raft.clone();
+        let leases = leases.clone();
         tokio::spawn(async move {
-            commit(&raft, batch).await;
+            commit(&raft, batch, &leases).await;
             drop(permit);
         });
     }
@@ -126,13 +128,21 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
 }
 
-async fn commit(raft: &Raft, batch: Vec<Pending>) {
+async fn commit(raft: &Raft, batch: Vec<Pending>, leases: &LeaseKeeper) {
     let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let count = commands.len();
     let result = raft.client_write(Request { time_ms: now_ms(), commands }).await;
     match result {
         Ok(resp) if resp.data.0.len() == count => {
             for (reply, result) in replies.into_iter().zip(resp.data.0) {
+                // The leader starts and stops countdowns for the leases it grants and revokes.
+                match &result {
+                    Ok(Applied { output: Output::LeaseGranted { id, ttl_ms }, .. }) => {
+                        leases.granted(*id, *ttl_ms)
+                    }
+                    Ok(Applied { output: Output::LeaseRevoked { id, .. }, .. }) => leases.revoked(*id),
+                    _ => {}
+                }
                 let _ = reply.send(result.map_err(WriteError::Api));
             }
         }

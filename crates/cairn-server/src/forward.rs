@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::batcher::WriteError;
+use crate::lease::LeaseOp;
 use crate::node::App;
 
 /// Membership changes, run on the leader.
@@ -79,6 +80,10 @@ impl Forwarder {
         self.call(leader, addr, "read_index", &(), Duration::from_secs(5)).await
     }
 
+    pub async fn lease(&self, leader: u64, addr: &str, op: &LeaseOp) -> Result<u64, WriteError> {
+        self.call(leader, addr, "lease", op, Duration::from_secs(5)).await
+    }
+
     pub async fn admin(&self, leader: u64, addr: &str, op: &AdminOp) -> Result<(), WriteError> {
         self.call(leader, addr, "admin", op, Duration::from_secs(30)).await
     }
@@ -124,6 +129,14 @@ async fn read_index(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     answer(&result)
 }
 
+async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
+    check_target(&app, &headers)?;
+    let op: LeaseOp = parse(&body)?;
+    let result =
+        if app.is_leader() { app.lease_local(op).await } else { Err(WriteError::NotLeader(app.leader_id())) };
+    answer(&result)
+}
+
 async fn admin(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
     check_target(&app, &headers)?;
     let op: AdminOp = parse(&body)?;
@@ -138,6 +151,7 @@ pub fn routes(app: Arc<App>, body_limit: usize) -> Router {
         .route("/cairn/propose", post(propose))
         .route("/cairn/read_index", post(read_index))
         .route("/cairn/admin", post(admin))
+        .route("/cairn/lease", post(lease))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }

@@ -373,6 +373,80 @@ async fn watch(State(app): AppState, uri: Uri, headers: axum::http::HeaderMap, p
     Ok(crate::watch::open(&app.hub, opts)?)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantLease {
+    ttl_ms: u64,
+}
+
+fn lease_id(raw: Captured) -> Result<u64, ApiError> {
+    let Ok(Path(raw)) = raw else { return Err(ApiError::invalid_request("the lease id is not valid")) };
+    raw.parse().map_err(|_| ApiError::invalid_request(format!("\"{raw}\" is not a lease id")))
+}
+
+async fn grant_lease(State(app): AppState, body: Body) -> Answer {
+    let body = read_body(&app, body).await?;
+    let req: GrantLease = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_request(format!("expected {{\"ttl_ms\": N}}: {e}")))?;
+    if !(cairn_api::MIN_LEASE_TTL_MS..=cairn_api::MAX_LEASE_TTL_MS).contains(&req.ttl_ms) {
+        return Err(ApiError::invalid_request(format!(
+            "ttl_ms must be between {} and {}",
+            cairn_api::MIN_LEASE_TTL_MS,
+            cairn_api::MAX_LEASE_TTL_MS
+        ))
+        .into());
+    }
+    let applied = app.write(Command::LeaseGrant { ttl_ms: req.ttl_ms }).await?;
+    match applied.output {
+        Output::LeaseGranted { id, ttl_ms } => Ok(reply(
+            StatusCode::CREATED,
+            app.header(applied.revision),
+            json!({ "id": id, "ttl_ms": ttl_ms }),
+        )),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
+    }
+}
+
+async fn list_leases(State(app): AppState) -> Answer {
+    app.linearize().await?;
+    let view = app.store.read()?;
+    let leases: Vec<Value> =
+        view.leases()?.iter().map(|l| json!({ "id": l.id, "ttl_ms": l.ttl_ms })).collect();
+    Ok(reply(StatusCode::OK, app.header(view.revision()), json!({ "leases": leases })))
+}
+
+async fn get_lease(State(app): AppState, id: Captured) -> Answer {
+    let id = lease_id(id)?;
+    app.linearize().await?;
+    let (lease, nodes, revision) = {
+        let view = app.store.read()?;
+        let (lease, nodes) = view
+            .lease(id)?
+            .ok_or_else(|| ApiError::new(ErrorCode::LeaseNotFound, format!("lease {id} does not exist")))?;
+        (lease, nodes, view.revision())
+    };
+    let remaining = app.lease(crate::lease::LeaseOp::Remaining(id)).await?;
+    let body = json!({ "id": id, "ttl_ms": lease.ttl_ms, "remaining_ms": remaining, "nodes": nodes });
+    Ok(reply(StatusCode::OK, app.header(revision), body))
+}
+
+async fn keep_alive(State(app): AppState, id: Captured) -> Answer {
+    let id = lease_id(id)?;
+    let ttl_ms = app.lease(crate::lease::LeaseOp::KeepAlive(id)).await?;
+    Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "id": id, "ttl_ms": ttl_ms })))
+}
+
+async fn revoke_lease(State(app): AppState, id: Captured) -> Answer {
+    let id = lease_id(id)?;
+    let applied = app.write(Command::LeaseRevoke { id }).await?;
+    match applied.output {
+        Output::LeaseRevoked { id, deleted } => {
+            Ok(reply(StatusCode::OK, app.header(applied.revision), json!({ "id": id, "deleted": deleted })))
+        }
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
+    }
+}
+
 async fn health(State(app): AppState) -> Response {
     reply(StatusCode::OK, app.header(app.store.revision()), json!({ "status": "ok" }))
 }
@@ -515,6 +589,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/watch", get(watch))
         .route("/v1/watch/", get(watch))
         .route("/v1/watch/{*path}", get(watch))
+        .route("/v1/leases", post(grant_lease).get(list_leases))
+        .route("/v1/leases/{id}", get(get_lease).delete(revoke_lease))
+        .route("/v1/leases/{id}/keepalive", post(keep_alive))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/members", post(add_member))
         .route("/v1/cluster/members/{id}/promote", post(promote_member))

@@ -5,6 +5,7 @@ pub mod batcher;
 pub mod config;
 pub mod forward;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod node;
 pub mod reads;

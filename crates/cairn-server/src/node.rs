@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::batcher::{Batcher, WriteError};
 use crate::config::{Config, Limits};
 use crate::forward::{AdminOp, Forwarder};
+use crate::lease::{LeaseKeeper, LeaseOp, REVOKE_BATCH};
 use crate::metrics::Metrics;
 use crate::reads::ReadGate;
 use crate::watch::Hub;
@@ -49,6 +50,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub hub: Arc<Hub>,
+    pub leases: Arc<LeaseKeeper>,
     term: AtomicU64,
     /// 0 = no leader known.
     leader: AtomicU64,
@@ -140,6 +142,54 @@ impl App {
             .map_err(|e| {
                 ApiError::unavailable(format!("this member is not catching up with the leader: {e}"))
             })
+    }
+
+    /// Lease keep-alives and countdown reads run on the leader.
+    pub async fn lease(&self, op: LeaseOp) -> Result<u64, ApiError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let result = match leader_of(&self.raft) {
+                Some((id, _)) if id == self.id => self.lease_local(op.clone()).await,
+                Some((id, addr)) => self.forwarder.lease(id, &addr, &op).await,
+                None => Err(WriteError::NotLeader(None)),
+            };
+            match result {
+                Err(WriteError::NotLeader(_) | WriteError::Unreachable(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other.map_err(WriteError::into_api),
+            }
+        }
+    }
+
+    /// On the leader: renew a countdown (keep-alive) or tell what is left of it.
+    pub async fn lease_local(&self, op: LeaseOp) -> Result<u64, WriteError> {
+        let id = match op {
+            LeaseOp::KeepAlive(id) | LeaseOp::Remaining(id) => id,
+        };
+        let known = match op {
+            LeaseOp::KeepAlive(_) => self.leases.renew(id),
+            LeaseOp::Remaining(_) => self.leases.remaining_ms(id),
+        };
+        if let Some(v) = known {
+            return Ok(v);
+        }
+        // Not counted down here (yet): the lease may not exist, or this leader has not
+        // finished taking over. The replicated state decides.
+        let lease = self.store.read().and_then(|v| v.lease(id)).map_err(|e| WriteError::Api(e.into()))?;
+        match lease {
+            None => Err(WriteError::Api(ApiError::new(
+                cairn_api::ErrorCode::LeaseNotFound,
+                format!("lease {id} does not exist (it expired, was revoked, or was never granted)"),
+            ))),
+            Some((lease, _)) if self.leases.is_leading() => {
+                self.leases.granted(lease.id, lease.ttl_ms);
+                Ok(lease.ttl_ms)
+            }
+            Some(_) => Err(WriteError::NotLeader(Some(self.id))),
+        }
     }
 
     /// Membership changes go to the leader.
@@ -311,10 +361,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Duration::from_millis(config.watch_progress_ms),
         metrics.clone(),
     );
+    let leases = Arc::new(LeaseKeeper::default());
     let app = Arc::new(App {
         hub,
+        leases: leases.clone(),
         id: config.id,
-        batcher: Batcher::start(raft.clone(), metrics.clone(), config.limits.max_pending_writes),
+        batcher: Batcher::start(raft.clone(), metrics.clone(), leases, config.limits.max_pending_writes),
         raft: raft.clone(),
         store: storage.store,
         local_reads,
@@ -345,6 +397,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     tokio::spawn(track_metrics(app.clone(), shutdown_rx.clone()));
     tokio::spawn(compact_history(app.clone(), config.history_revisions, shutdown_rx.clone()));
+    tokio::spawn(expire_leases(app.clone(), shutdown_rx.clone()));
 
     if !config.join && !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
         let members: BTreeMap<u64, Node> =
@@ -374,18 +427,90 @@ fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<
 /// Keeps the cached term/leader (used in every response header) and gauges current.
 async fn track_metrics(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut rx = app.raft.metrics();
+    let mut was_leader = false;
     loop {
-        {
+        let leads = {
             let m = rx.borrow_and_update();
             app.term.store(m.current_term, Ordering::Relaxed);
             app.leader.store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
             app.metrics.term.set(m.current_term as i64);
             app.metrics.is_leader.set(i64::from(m.current_leader == Some(app.id)));
             app.metrics.applied_index.set(m.last_applied.map(|l| l.index as i64).unwrap_or(0));
+            m.current_leader == Some(app.id)
+        };
+        if leads != was_leader {
+            was_leader = leads;
+            if leads {
+                tokio::spawn(take_over_leases(app.clone()));
+            } else {
+                app.leases.demote();
+            }
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// A new leader restarts every lease at its full TTL once it has applied all that was
+/// committed before it (its read index covers its own first entry).
+async fn take_over_leases(app: Arc<App>) {
+    loop {
+        if !app.is_leader() {
+            return;
+        }
+        if app.linearize().await.is_ok() {
+            match app.store.read().and_then(|v| v.leases()) {
+                Ok(leases) if app.is_leader() => {
+                    tracing::info!(count = leases.len(), "leading: every lease restarts its countdown");
+                    app.leases.promote(&leases);
+                    return;
+                }
+                Ok(_) => return,
+                Err(e) => tracing::warn!("cannot read leases: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// On the leader: revoke due leases through Raft, after confirming leadership (a leader
+/// cut off from its quorum must not end leases on its own clock).
+async fn expire_leases(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let wait = app
+            .leases
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(Duration::from_millis(500))
+            .clamp(Duration::from_millis(10), Duration::from_millis(500));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !app.is_leader()
+            || !app.leases.is_leading()
+            || app.leases.next_deadline().is_none_or(|d| d > std::time::Instant::now())
+        {
+            continue;
+        }
+        if app.local_reads.read_index().await.is_err() {
+            continue;
+        }
+        let due = app.leases.take_due(REVOKE_BATCH);
+        let revokes = due.iter().map(|id| app.batcher.propose(Command::LeaseRevoke { id: *id }));
+        for (id, result) in due.iter().zip(futures::future::join_all(revokes).await) {
+            match result {
+                Ok(_) => tracing::debug!(id, "lease expired"),
+                Err(WriteError::Api(e)) if e.code == cairn_api::ErrorCode::LeaseNotFound => {}
+                Err(e) => {
+                    tracing::warn!(id, "revoking an expired lease failed: {e:?}");
+                    if app.is_leader() {
+                        app.leases.retry_soon(*id);
+                    }
+                }
+            }
         }
     }
 }

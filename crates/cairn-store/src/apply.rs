@@ -2,7 +2,7 @@
 
 use cairn_api::{
     parent_of, validate_path, ApiError, CompareTarget, ErrorCode, Expect, Node, Op, OpResult, Stat, Txn,
-    TxnResult, MAX_VALUE_BYTES, PAGE_BYTE_BUDGET, SEQUENCE_DIGITS,
+    TxnResult, MAX_LEASE_TTL_MS, MAX_VALUE_BYTES, MIN_LEASE_TTL_MS, PAGE_BYTE_BUDGET, SEQUENCE_DIGITS,
 };
 use rocksdb::WriteBatch;
 
@@ -10,7 +10,7 @@ use crate::keys::{self, meta};
 use crate::kv::{Cf, Cursor, KvRead, Layer, Merged, CF_COUNT};
 use crate::read::{children_at, node_at, stat_at, subtree_at, value_of};
 use crate::store::{read_u64, LiveView};
-use crate::{Applied, Command, CommandResult, Event, EventKind, Output, Request, Store, StoreError};
+use crate::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request, Store, StoreError};
 
 /// Why an operation stopped: the user's mistake (answered, nothing written) or the disk's
 /// (fatal for the apply).
@@ -106,7 +106,7 @@ impl<'a> Apply<'a> {
         m.insert(meta::COMPACT_REVISION.to_vec(), Some(self.compact_revision.to_be_bytes().to_vec()));
         m.insert(meta::SM_TIME.to_vec(), Some(self.time_ms.to_be_bytes().to_vec()));
         let mut batch = WriteBatch::default();
-        for cf in [Cf::Stat, Cf::Data, Cf::Events, Cf::Meta] {
+        for cf in crate::kv::ALL_CFS {
             let handle = self.store.cf(cf)?;
             for (k, v) in std::mem::take(&mut self.done[cf as usize]) {
                 match v {
@@ -126,6 +126,8 @@ impl<'a> Apply<'a> {
             Command::Op(op) => self.op(rev, op).map(Output::Op),
             Command::Txn(txn) => self.txn(rev, txn).map(Output::Txn),
             Command::Compact { revision } => self.compact(*revision),
+            Command::LeaseGrant { ttl_ms } => self.lease_grant(*ttl_ms),
+            Command::LeaseRevoke { id } => self.lease_revoke(rev, *id),
         };
         match outcome {
             Ok(output) => {
@@ -259,12 +261,78 @@ impl<'a> Apply<'a> {
         Ok(())
     }
 
-    /// Leases are granted through their own commands; until one exists, none can be named.
-    fn check_lease(&self, lease: Option<u64>) -> Result<(), ApiError> {
+    fn check_lease(&self, lease: Option<u64>) -> Result<(), Fail> {
         match lease {
-            None => Ok(()),
-            Some(id) => Err(ApiError::new(ErrorCode::LeaseNotFound, format!("lease {id} does not exist"))),
+            Some(id) if self.get(Cf::Leases, &keys::lease_key(id))?.is_none() => Err(ApiError::new(
+                ErrorCode::LeaseNotFound,
+                format!("lease {id} does not exist (it expired, was revoked, or was never granted)"),
+            )
+            .into()),
+            _ => Ok(()),
         }
+    }
+
+    fn lease_grant(&mut self, ttl_ms: u64) -> Result<Output, Fail> {
+        if !(MIN_LEASE_TTL_MS..=MAX_LEASE_TTL_MS).contains(&ttl_ms) {
+            return Err(ApiError::invalid_request(format!(
+                "ttl_ms must be between {MIN_LEASE_TTL_MS} and {MAX_LEASE_TTL_MS}"
+            ))
+            .into());
+        }
+        let id = read_u64(self.get(Cf::Meta, meta::LAST_LEASE_ID)?)? + 1;
+        self.staged[Cf::Meta as usize].insert(meta::LAST_LEASE_ID.to_vec(), Some(id.to_be_bytes().to_vec()));
+        let record = Lease { id, ttl_ms };
+        self.staged[Cf::Leases as usize]
+            .insert(keys::lease_key(id), Some(bincode::serialize(&record).map_err(StoreError::from)?));
+        Ok(Output::LeaseGranted { id, ttl_ms })
+    }
+
+    /// Deletes every node bound to the lease (one revision, so watchers see them
+    /// together), then the lease.
+    fn lease_revoke(&mut self, rev: u64, id: u64) -> Result<Output, Fail> {
+        if self.get(Cf::Leases, &keys::lease_key(id))?.is_none() {
+            return Err(ApiError::new(ErrorCode::LeaseNotFound, format!("lease {id} does not exist")).into());
+        }
+        let prefix = keys::lease_nodes_prefix(id);
+        let mut paths = Vec::new();
+        {
+            let mut c = self.cursor(Cf::Leases);
+            c.seek(&prefix);
+            while c.valid() && c.key().starts_with(&prefix) {
+                let path = std::str::from_utf8(&c.key()[prefix.len()..])
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                    .to_owned();
+                paths.push(path);
+                c.next();
+            }
+            c.status()?;
+        }
+        let mut deleted = 0;
+        for path in paths {
+            if let Some(stat) = self.stat(&path)? {
+                if stat.lease == Some(id) {
+                    self.remove_node(rev, &path, &stat)?;
+                    let parent =
+                        parent_of(&path).ok_or_else(|| ApiError::internal("root bound to a lease"))?;
+                    let pstat = self.stat(parent)?.ok_or_else(|| ApiError::internal("parent vanished"))?;
+                    self.bump_parent(rev, parent, pstat, false)?;
+                    deleted += 1;
+                }
+            }
+            self.staged[Cf::Leases as usize].insert(keys::lease_node_key(id, &path), None);
+        }
+        self.staged[Cf::Leases as usize].insert(keys::lease_key(id), None);
+        Ok(Output::LeaseRevoked { id, deleted })
+    }
+
+    /// Writes a node's delete: tombstone, event, and its lease binding gone.
+    fn remove_node(&mut self, rev: u64, path: &str, stat: &Stat) -> Result<(), StoreError> {
+        self.write_stat(path, rev, None)?;
+        self.event(EventKind::Delete, path, stat, Some(stat));
+        if let Some(id) = stat.lease {
+            self.staged[Cf::Leases as usize].insert(keys::lease_node_key(id, path), None);
+        }
+        Ok(())
     }
 
     fn check_expect(path: &str, stat: &Stat, expect: Option<Expect>) -> Result<(), ApiError> {
@@ -370,6 +438,9 @@ impl<'a> Apply<'a> {
         let stat = self.new_stat(rev, lease, value.len());
         self.write_stat(&path, rev, Some(&stat))?;
         self.write_data(&path, rev, value);
+        if let Some(id) = lease {
+            self.staged[Cf::Leases as usize].insert(keys::lease_node_key(id, &path), Some(Vec::new()));
+        }
         self.bump_parent(rev, parent, pstat, true)?;
         self.event(EventKind::Create, &path, &stat, None);
         Ok(Node { path, value: value.to_vec(), stat })
@@ -444,13 +515,11 @@ impl<'a> Apply<'a> {
         if old.num_children > 0 {
             let (descendants, _) = subtree_at(self, path, LATEST, None, usize::MAX, usize::MAX, false)?;
             for d in descendants {
-                self.write_stat(&d.path, rev, None)?;
-                self.event(EventKind::Delete, &d.path, &d.stat, Some(&d.stat));
+                self.remove_node(rev, &d.path, &d.stat)?;
                 deleted += 1;
             }
         }
-        self.write_stat(path, rev, None)?;
-        self.event(EventKind::Delete, path, &old, Some(&old));
+        self.remove_node(rev, path, &old)?;
         let pstat = self.stat(parent)?.ok_or_else(|| ApiError::internal("parent vanished"))?;
         self.bump_parent(rev, parent, pstat, false)?;
         Ok((Node { path: path.to_owned(), value, stat: old }, deleted))

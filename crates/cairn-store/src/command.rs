@@ -26,6 +26,14 @@ pub enum Command {
     Compact {
         revision: u64,
     },
+    /// A new lease; its id is chosen in apply.
+    LeaseGrant {
+        ttl_ms: u64,
+    },
+    /// Ends a lease and deletes every node bound to it, in one revision.
+    LeaseRevoke {
+        id: u64,
+    },
 }
 
 impl Command {
@@ -34,7 +42,7 @@ impl Command {
         match self {
             Command::Op(op) => op.value_len(),
             Command::Txn(t) => t.success.iter().chain(&t.failure).map(Op::value_len).sum(),
-            Command::Compact { .. } => 0,
+            Command::Compact { .. } | Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 0,
         }
     }
 }
@@ -45,6 +53,15 @@ pub enum Output {
     Op(OpResult),
     Txn(TxnResult),
     Compacted { compact_revision: u64 },
+    LeaseGranted { id: u64, ttl_ms: u64 },
+    LeaseRevoked { id: u64, deleted: u64 },
+}
+
+/// A lease as the state machine keeps it. Its countdown lives on the leader only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub id: u64,
+    pub ttl_ms: u64,
 }
 
 /// What one command did and the store revision right after it.

@@ -60,10 +60,31 @@ pub fn descendant_prefix(path: &str) -> String {
     }
 }
 
+/// leases column: `L id` → lease record; `N id path` → () for each node bound to it.
+pub fn lease_key(id: u64) -> Vec<u8> {
+    let mut k = vec![b'L'];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn lease_nodes_prefix(id: u64) -> Vec<u8> {
+    let mut k = vec![b'N'];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn lease_node_key(id: u64, path: &str) -> Vec<u8> {
+    let mut k = lease_nodes_prefix(id);
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
 pub mod meta {
     pub const REVISION: &[u8] = b"revision";
     pub const COMPACT_REVISION: &[u8] = b"compact_revision";
     pub const SM_TIME: &[u8] = b"sm_time";
+    /// The last lease id granted (ids are given out in apply, so every member agrees).
+    pub const LAST_LEASE_ID: &[u8] = b"last_lease_id";
     /// Opaque to the store: the Raft layer's last-applied log id and membership.
     pub const APPLIED: &[u8] = b"applied";
     /// Set while a snapshot is being installed; found at start-up, the state is unusable.

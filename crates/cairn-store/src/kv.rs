@@ -17,9 +17,11 @@ pub enum Cf {
     Data = 1,
     Events = 2,
     Meta = 3,
+    Leases = 4,
 }
 
-pub const CF_COUNT: usize = 4;
+pub const CF_COUNT: usize = 5;
+pub const ALL_CFS: [Cf; CF_COUNT] = [Cf::Stat, Cf::Data, Cf::Events, Cf::Meta, Cf::Leases];
 
 pub trait Cursor {
     fn seek(&mut self, key: &[u8]);

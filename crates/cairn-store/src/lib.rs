@@ -16,6 +16,6 @@ mod snapshot;
 mod store;
 
 pub use apply::Apply;
-pub use command::{Applied, Command, CommandResult, Event, EventKind, Output, Request};
+pub use command::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request};
 pub use read::ReadView;
 pub use store::{open_db, Store, StoreError, COLUMN_FAMILIES};

@@ -7,7 +7,7 @@ use cairn_api::{validate_path, ApiError, Child, ErrorCode, Node, Page, Stat, PAG
 use crate::keys::{self, meta, AFTER_SLASH, SEP};
 use crate::kv::{Cf, KvRead};
 use crate::store::{read_u64, SnapView};
-use crate::{Event, StoreError};
+use crate::{Event, Lease, StoreError};
 
 /// Rough JSON size of a stat, for the page byte budget.
 const STAT_BYTES: usize = 200;
@@ -291,6 +291,35 @@ impl<'a> ReadView<'a> {
                 break;
             }
             out.push((rev, bincode::deserialize(c.value())?));
+            c.next();
+        }
+        c.status()?;
+        Ok(out)
+    }
+
+    /// A lease and the paths of the nodes bound to it.
+    pub fn lease(&self, id: u64) -> Result<Option<(Lease, Vec<String>)>, StoreError> {
+        let Some(raw) = self.kv.get(Cf::Leases, &keys::lease_key(id))? else { return Ok(None) };
+        let lease: Lease = bincode::deserialize(&raw)?;
+        let prefix = keys::lease_nodes_prefix(id);
+        let mut c = self.kv.cursor(Cf::Leases);
+        c.seek(&prefix);
+        let mut paths = Vec::new();
+        while c.valid() && c.key().starts_with(&prefix) {
+            paths.push(utf8(&c.key()[prefix.len()..])?);
+            c.next();
+        }
+        c.status()?;
+        Ok(Some((lease, paths)))
+    }
+
+    /// Every lease, in id order.
+    pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let mut c = self.kv.cursor(Cf::Leases);
+        c.seek(b"L");
+        let mut out = Vec::new();
+        while c.valid() && c.key().first() == Some(&b'L') {
+            out.push(bincode::deserialize(c.value())?);
             c.next();
         }
         c.status()?;

@@ -14,7 +14,7 @@ use crate::{Store, StoreError};
 
 const MAGIC: &[u8; 8] = b"CAIRNSM1";
 const END: u8 = 0xFF;
-const ALL: [Cf; 4] = [Cf::Stat, Cf::Data, Cf::Events, Cf::Meta];
+const ALL: [Cf; crate::kv::CF_COUNT] = crate::kv::ALL_CFS;
 /// Above every key the state machine writes (paths are UTF-8, which never has 0xFF).
 const KEY_CEILING: [u8; 16] = [0xFF; 16];
 const LOAD_BATCH_BYTES: usize = 4 << 20;

@@ -10,7 +10,7 @@ use crate::{Apply, ReadView};
 
 /// Column families the state machine needs; open the database with these (and any of your own).
 pub const COLUMN_FAMILIES: &[&str] = &CF_NAMES;
-const CF_NAMES: [&str; CF_COUNT] = ["sm_stat", "sm_data", "sm_events", "sm_meta"];
+const CF_NAMES: [&str; CF_COUNT] = ["sm_stat", "sm_data", "sm_events", "sm_meta", "sm_leases"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -247,3 +247,63 @@ fn state_survives_reopen_and_snapshot() {
     assert!(other.install_snapshot(&mut &image[..image.len() - 3]).is_err());
     assert!(other.install_interrupted().unwrap(), "a truncated image leaves the mark");
 }
+
+#[test]
+fn revoking_a_lease_deletes_its_nodes_in_one_revision() {
+    let (_d, s) = store();
+    let id = match run(&s, Command::LeaseGrant { ttl_ms: 5_000 }).unwrap() {
+        Output::LeaseGranted { id, ttl_ms } => {
+            assert_eq!(ttl_ms, 5_000);
+            id
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(s.revision(), 0, "a grant changes no node");
+    let eph = |path: &str| {
+        Command::Op(Op::Create {
+            path: path.into(),
+            value: vec![],
+            sequential: false,
+            lease: Some(id),
+            parents: true,
+        })
+    };
+    run(&s, eph("/svc/a")).unwrap();
+    run(&s, eph("/svc/b")).unwrap();
+    run(&s, put("/svc/keep", "x")).unwrap();
+    assert_eq!(code(run(&s, create("/svc/a/child", false, false))), ErrorCode::EphemeralParent);
+    let (lease, paths) = s.read().unwrap().lease(id).unwrap().unwrap();
+    assert_eq!((lease.ttl_ms, paths), (5_000, vec!["/svc/a".to_owned(), "/svc/b".to_owned()]));
+    // Deleting one by hand unbinds it.
+    run(&s, delete("/svc/b", false, None)).unwrap();
+    assert_eq!(s.read().unwrap().lease(id).unwrap().unwrap().1, vec!["/svc/a".to_owned()]);
+    run(&s, eph("/svc/c")).unwrap();
+    let before = s.revision();
+    match run(&s, Command::LeaseRevoke { id }).unwrap() {
+        Output::LeaseRevoked { deleted, .. } => assert_eq!(deleted, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.revision(), before + 1);
+    let view = s.read().unwrap();
+    assert_eq!(view.events(before + 1, before + 1).unwrap()[0].1.len(), 2);
+    assert!(view.lease(id).unwrap().is_none());
+    assert_eq!(view.get("/svc", None).unwrap().stat.num_children, 1);
+    assert_eq!(code(run(&s, Command::LeaseRevoke { id })), ErrorCode::LeaseNotFound);
+    assert_eq!(code(run(&s, eph("/svc/d"))), ErrorCode::LeaseNotFound);
+}
+
+#[test]
+fn lease_ids_are_unique_and_ttls_bounded() {
+    let (_d, s) = store();
+    let grant = |ttl| run(&s, Command::LeaseGrant { ttl_ms: ttl });
+    let ids: Vec<u64> = (0..3)
+        .map(|_| match grant(3_000).unwrap() {
+            Output::LeaseGranted { id, .. } => id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(code(grant(10)), ErrorCode::InvalidRequest);
+    assert_eq!(code(grant(u64::MAX)), ErrorCode::InvalidRequest);
+    assert_eq!(s.read().unwrap().leases().unwrap().len(), 3);
+}

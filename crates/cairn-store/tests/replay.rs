@@ -33,6 +33,15 @@ fn command() -> impl Strategy<Value = Command> {
             expect: v.map(Expect::Version),
         })),
         (0u64..20).prop_map(|revision| Command::Compact { revision }),
+        Just(Command::LeaseGrant { ttl_ms: 5_000 }),
+        (1u64..4).prop_map(|id| Command::LeaseRevoke { id }),
+        (path(), 1u64..4).prop_map(|(p, id)| Command::Op(Op::Create {
+            path: p,
+            value: b"e".to_vec(),
+            sequential: false,
+            lease: Some(id),
+            parents: true,
+        })),
     ]
 }
 
