@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch etcd
+.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch bench-leases etcd
 
 # RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
 deps:
@@ -49,6 +49,11 @@ bench: deps etcd
 bench-watch: deps etcd
 	$(CARGO) build --release --bin cairn --bin cairn-bench
 	./target/release/cairn-bench --watch --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-5}
+
+# Leases: 100,000 kept alive through three members each; expiry precision.
+bench-leases: deps etcd
+	$(CARGO) build --release --bin cairn --bin cairn-bench
+	./target/release/cairn-bench --leases --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10}
 
 lint:
 	$(CARGO) fmt --all -- --check

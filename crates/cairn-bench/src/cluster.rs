@@ -94,6 +94,17 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// CPU seconds member `i` has used (user + system).
+    pub fn cpu_seconds(&self, i: usize) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.children[i].id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     /// Resident memory of member `i`, in KiB.
     pub fn rss_kib(&self, i: usize) -> u64 {
         let status =

@@ -4,6 +4,7 @@
 //! the same as JSON under bench-results/.
 
 mod cluster;
+mod lease;
 mod watch;
 mod workload;
 
@@ -50,6 +51,12 @@ pub struct Args {
     /// Watchers on one hot key (watch benchmark).
     #[arg(long, default_value_t = 1_000)]
     pub hot_watchers: usize,
+    /// Run the lease benchmark (three members each) instead of the key-value suite.
+    #[arg(long)]
+    pub leases: bool,
+    /// Leases kept alive (lease benchmark).
+    #[arg(long, default_value_t = 100_000)]
+    pub lease_count: usize,
 }
 
 fn machine() -> String {
@@ -82,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
     println!("cairn-bench on {machine}");
     if args.watch {
         return watch::run(&args, &machine).await;
+    }
+    if args.leases {
+        return lease::run(&args, &machine).await;
     }
     println!(
         "3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row\n",
