@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::cluster::{Cluster, System};
+use crate::events::{self, Message};
 use crate::Args;
 
 const KEEP_TTL_MS: u64 = 60_000;
@@ -124,46 +125,13 @@ async fn watch_deletes(
     tx: mpsc::UnboundedSender<(String, Instant)>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let mut resp = match system {
-        System::Cairn => http.get(format!("http://{endpoint}/v1/watch/prec?recursive")).send().await?,
-        System::Etcd => {
-            let body = json!({ "create_request": { "key": B64.encode("/prec/"), "range_end": B64.encode("/prec0") } });
-            http.post(format!("http://{endpoint}/v3/watch")).body(body.to_string()).send().await?
+    let resp = events::open(&http, system, &endpoint, "/prec", true).await?;
+    events::follow(system, resp, |m, at| {
+        if let Message::Change { delete: true, key, .. } = m {
+            let _ = tx.send((key, at));
         }
-    };
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let now = Instant::now();
-        buf.extend_from_slice(&chunk);
-        let sep: &[u8] = if system == System::Cairn { b"\n\n" } else { b"\n" };
-        while let Some(pos) = buf.windows(sep.len()).position(|w| w == sep) {
-            let block: Vec<u8> = buf.drain(..pos + sep.len()).collect();
-            let text = String::from_utf8_lossy(&block);
-            match system {
-                System::Cairn => {
-                    if text.contains("event: delete") {
-                        if let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) {
-                            let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                            if let Some(p) = v["node"]["path"].as_str() {
-                                let _ = tx.send((p.to_owned(), now));
-                            }
-                        }
-                    }
-                }
-                System::Etcd => {
-                    let v: Value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
-                    for e in v["result"]["events"].as_array().into_iter().flatten() {
-                        if e["type"] == "DELETE" {
-                            if let Some(k) = e["kv"]["key"].as_str().and_then(|s| B64.decode(s).ok()) {
-                                let _ = tx.send((String::from_utf8_lossy(&k).into_owned(), now));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    })
+    .await
 }
 
 async fn bench_one(system: System, args: &Args, dir: &std::path::Path) -> anyhow::Result<LeaseOutcome> {
@@ -349,12 +317,8 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
         );
     }
     println!("(CPU and RSS of the leader during the keep-alive phase; expiry lateness = watcher's receipt of the delete minus (grant sent + TTL); etcd through its JSON gateway)");
-    std::fs::create_dir_all(&args.out)?;
-    let stamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let path = args.out.join(format!("lease-{stamp}.json"));
     let json = json!({ "machine": machine, "results": results.iter().map(|(s, o)| json!({ "system": s.name(), "outcome": o })).collect::<Vec<_>>() });
-    std::fs::write(&path, serde_json::to_vec_pretty(&json)?)?;
+    let path = crate::save_results(&args.out, "lease", &json)?;
     println!("results: {}", path.display());
     Ok(())
 }

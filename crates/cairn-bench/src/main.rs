@@ -4,6 +4,7 @@
 //! the same as JSON under bench-results/.
 
 mod cluster;
+mod events;
 mod lease;
 mod watch;
 mod workload;
@@ -57,6 +58,20 @@ pub struct Args {
     /// Leases kept alive (lease benchmark).
     #[arg(long, default_value_t = 100_000)]
     pub lease_count: usize,
+}
+
+/// Writes `json` as `<dir>/<prefix>-<unix time>.json`; returns the path.
+pub fn save_results(
+    dir: &std::path::Path,
+    prefix: &str,
+    json: &serde_json::Value,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).context("creating the results folder")?;
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let path = dir.join(format!("{prefix}-{stamp}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(json)?).context("writing results")?;
+    Ok(path)
 }
 
 fn machine() -> String {
@@ -172,10 +187,6 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("(etcd rows use its HTTP/JSON gateway, /v3/kv/*; latencies are per request, client side)");
 
-    std::fs::create_dir_all(&args.out).context("creating the results folder")?;
-    let stamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let path = args.out.join(format!("bench-{stamp}.json"));
     let json = serde_json::json!({
         "machine": machine,
         "seconds_per_row": args.seconds,
@@ -186,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
             "ratio": if e.ops_per_sec > 0.0 { c.ops_per_sec / e.ops_per_sec } else { 0.0 },
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(&path, serde_json::to_vec_pretty(&json)?).context("writing results")?;
+    let path = save_results(&args.out, "bench", &json)?;
     println!("results: {}", path.display());
     Ok(())
 }

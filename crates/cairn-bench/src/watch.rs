@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::cluster::{Cluster, System};
+use crate::events::{self, Message};
 use crate::workload::{self, Op, Outcome, Workload};
 use crate::Args;
 
@@ -34,58 +35,16 @@ async fn watch_one(
     ready: mpsc::UnboundedSender<()>,
     seen: mpsc::UnboundedSender<Seen>,
 ) -> anyhow::Result<()> {
-    let mut resp = match system {
-        System::Cairn => http.get(format!("http://{endpoint}/v1/watch{key}")).send().await?,
-        System::Etcd => {
-            let body = json!({ "create_request": { "key": B64.encode(&key) } }).to_string();
-            http.post(format!("http://{endpoint}/v3/watch")).body(body).send().await?
+    let resp = events::open(&http, system, &endpoint, &key, false).await?;
+    events::follow(system, resp, |m, at| match m {
+        Message::Ready => {
+            let _ = ready.send(());
         }
-    };
-    anyhow::ensure!(resp.status().is_success(), "watch {key}: {}", resp.status());
-    if system == System::Cairn {
-        // Cairn registers before it answers the headers.
-        let _ = ready.send(());
-    }
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let now = Instant::now();
-        buf.extend_from_slice(&chunk);
-        let sep: &[u8] = if system == System::Cairn { b"\n\n" } else { b"\n" };
-        while let Some(pos) = buf.windows(sep.len()).position(|w| w == sep) {
-            let block: Vec<u8> = buf.drain(..pos + sep.len()).collect();
-            let text = String::from_utf8_lossy(&block);
-            match system {
-                System::Cairn => {
-                    if let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) {
-                        let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                        if let (Some(p), Some(val)) =
-                            (v["node"]["path"].as_str(), v["node"]["value"].as_str())
-                        {
-                            let _ = seen.send((p.to_owned(), val.to_owned(), now));
-                        }
-                    }
-                }
-                System::Etcd => {
-                    let v: Value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
-                    if v["result"]["created"] == true {
-                        let _ = ready.send(());
-                    }
-                    for e in v["result"]["events"].as_array().into_iter().flatten() {
-                        let dec = |f: &str| {
-                            e["kv"][f]
-                                .as_str()
-                                .and_then(|s| B64.decode(s).ok())
-                                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        };
-                        if let (Some(k), Some(val)) = (dec("key"), dec("value")) {
-                            let _ = seen.send((k, val, now));
-                        }
-                    }
-                }
-            }
+        Message::Change { key, value, .. } => {
+            let _ = seen.send((key, value, at));
         }
-    }
-    Ok(())
+    })
+    .await
 }
 
 async fn put(http: &reqwest::Client, system: System, endpoint: &str, key: &str, value: &str) -> bool {
@@ -281,12 +240,8 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
         );
     }
     println!("(etcd through its JSON gateway, POST /v3/watch; latency = receipt minus the write's acknowledgement, clamped at 0)");
-    std::fs::create_dir_all(&args.out)?;
-    let stamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let path = args.out.join(format!("watch-{stamp}.json"));
     let json = json!({ "machine": machine, "results": results.iter().map(|(s, o)| json!({ "system": s.name(), "outcome": o })).collect::<Vec<_>>() });
-    std::fs::write(&path, serde_json::to_vec_pretty(&json)?)?;
+    let path = crate::save_results(&args.out, "watch", &json)?;
     println!("results: {}", path.display());
     Ok(())
 }
