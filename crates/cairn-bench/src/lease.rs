@@ -17,7 +17,6 @@ use crate::cluster::{Cluster, System};
 use crate::events::{self, Message};
 use crate::Args;
 
-const KEEP_TTL_MS: u64 = 60_000;
 const EXPIRY_TTL_MS: u64 = 3_000;
 const EXPIRY_LEASES: usize = 1_000;
 
@@ -117,6 +116,30 @@ struct LeaseOutcome {
     expiry_max_late_ms: f64,
     expiry_early: usize,
     expired_seen: usize,
+    put_p99_ms_before_mass_expiry: f64,
+    put_p99_ms_worst_during_mass_expiry: f64,
+    put_ops_per_sec_during_mass_expiry: f64,
+    mass_expiry_seconds: f64,
+}
+
+/// How many leases the cluster still has.
+async fn lease_count(http: &reqwest::Client, cluster: &Cluster) -> Option<usize> {
+    let endpoint = &cluster.clients[0];
+    let v: Value = match cluster.system {
+        System::Cairn => {
+            http.get(format!("http://{endpoint}/v1/leases")).send().await.ok()?.json().await.ok()?
+        }
+        System::Etcd => http
+            .post(format!("http://{endpoint}/v3/lease/leases"))
+            .body("{}")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?,
+    };
+    Some(v["leases"].as_array().map(Vec::len).unwrap_or(0))
 }
 
 async fn watch_deletes(
@@ -148,9 +171,10 @@ async fn bench_one(system: System, args: &Args, dir: &std::path::Path) -> anyhow
     for t in 0..64 {
         let (http, ids, next, endpoint) =
             (http.clone(), ids.clone(), next.clone(), cluster.clients[t % 3].clone());
+        let ttl = args.lease_ttl_ms;
         tasks.push(tokio::spawn(async move {
             while (next.fetch_add(1, Ordering::Relaxed) as usize) < n {
-                let id = grant(&http, system, &endpoint, KEEP_TTL_MS).await?;
+                let id = grant(&http, system, &endpoint, ttl).await?;
                 ids.lock().await.push(id);
             }
             anyhow::Ok(())
@@ -203,6 +227,38 @@ async fn bench_one(system: System, args: &Args, dir: &std::path::Path) -> anyhow
     let keepalives_per_sec = done.load(Ordering::Relaxed) as f64 / secs;
     eprintln!(
         "  {}: {keepalives_per_sec:.0} keep-alives/s, leader CPU {cpu:.0}%, RSS {rss:.0} MiB",
+        system.name()
+    );
+
+    // Mass expiry: nobody keeps the leases alive any more, so they all end within about
+    // one TTL of the last keep-alive; writes go on meanwhile.
+    crate::workload::prepare(&cluster, 1000, args.value_size).await?;
+    let puts = crate::workload::Workload { op: crate::workload::Op::Put, clients: 16 };
+    let window = Duration::from_secs(5);
+    let before = crate::workload::run(&cluster, &puts, window, 1000, args.value_size, 0).await?;
+    let (mut worst_p99, mut ops, mut windows) = (0.0f64, 0.0, 0);
+    let expiry_started = Instant::now();
+    let mut first_gone: Option<Instant> = None;
+    let limit = Duration::from_millis(args.lease_ttl_ms + 150_000);
+    loop {
+        let left = lease_count(&http, &cluster).await.unwrap_or(usize::MAX);
+        if left < ids.len() && first_gone.is_none() {
+            first_gone = Some(Instant::now());
+        }
+        if left == 0 || expiry_started.elapsed() > limit {
+            break;
+        }
+        let o = crate::workload::run(&cluster, &puts, window, 1000, args.value_size, 0).await?;
+        if first_gone.is_some() {
+            worst_p99 = worst_p99.max(o.p99_ms);
+            ops += o.ops_per_sec;
+            windows += 1;
+        }
+        eprint!("\r  {}: {left} leases left, puts p99 {:.1} ms    ", system.name(), o.p99_ms);
+    }
+    let mass_expiry_seconds = first_gone.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
+    eprintln!(
+        "\r  {}: every lease ended {mass_expiry_seconds:.1} s after the first              ",
         system.name()
     );
 
@@ -260,7 +316,7 @@ async fn bench_one(system: System, args: &Args, dir: &std::path::Path) -> anyhow
         grant_seconds,
         keepalives_per_sec,
         keepalive_errors: errors.load(Ordering::Relaxed),
-        needed_per_sec_at_ttl_third: ids.len() as f64 / (KEEP_TTL_MS as f64 / 3000.0),
+        needed_per_sec_at_ttl_third: ids.len() as f64 / (args.lease_ttl_ms as f64 / 3000.0),
         leader_cpu_percent: cpu,
         leader_rss_mib: rss,
         expiry_p50_late_ms: pct(0.5),
@@ -268,6 +324,10 @@ async fn bench_one(system: System, args: &Args, dir: &std::path::Path) -> anyhow
         expiry_max_late_ms: late.last().copied().unwrap_or(0.0),
         expiry_early: early,
         expired_seen: late.len() + early,
+        put_p99_ms_before_mass_expiry: before.p99_ms,
+        put_p99_ms_worst_during_mass_expiry: worst_p99,
+        put_ops_per_sec_during_mass_expiry: if windows > 0 { ops / windows as f64 } else { 0.0 },
+        mass_expiry_seconds,
     })
 }
 
@@ -276,7 +336,7 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
         "lease benchmark: three members each; {} leases (TTL {} s) kept alive round robin through every member; \
          expiry of {EXPIRY_LEASES} leases with TTL {} s\n",
         args.lease_count,
-        KEEP_TTL_MS / 1000,
+        args.lease_ttl_ms / 1000,
         EXPIRY_TTL_MS / 1000
     );
     let dir = tempfile::tempdir().context("temp dir")?;
@@ -314,6 +374,17 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
             o.expiry_max_late_ms,
             o.expiry_early,
             o.expired_seen
+        );
+    }
+    println!("\nmass expiry of all {} leases while 16 clients put:", args.lease_count);
+    for (s, o) in &results {
+        println!(
+            "{:<6} put p99 before {:>6.1} ms, worst 5 s window during {:>6.1} ms, {:>6.0} puts/s during; all ended within {:.1} s",
+            s.name(),
+            o.put_p99_ms_before_mass_expiry,
+            o.put_p99_ms_worst_during_mass_expiry,
+            o.put_ops_per_sec_during_mass_expiry,
+            o.mass_expiry_seconds
         );
     }
     println!("(CPU and RSS of the leader during the keep-alive phase; expiry lateness = watcher's receipt of the delete minus (grant sent + TTL); etcd through its JSON gateway)");
