@@ -290,7 +290,7 @@ fn slow_consumer_is_cut_then_resumes_without_loss() {
             let value = value.clone();
             thread::spawn(move || {
                 let http = cairn_tests::http_client();
-                for i in 0..400 {
+                for i in 0..600 {
                     let r =
                         http.put(format!("{url}/v1/nodes/s/t{t}-{i}")).body(value.clone()).send().unwrap();
                     assert!(r.status().is_success());

@@ -83,6 +83,12 @@ impl ApiError {
     pub fn not_found(path: &str) -> Self {
         Self::new(ErrorCode::NotFound, format!("node {path} does not exist"))
     }
+    pub fn lease_not_found(id: u64) -> Self {
+        Self::new(
+            ErrorCode::LeaseNotFound,
+            format!("lease {id} does not exist (it expired, was revoked, or was never granted)"),
+        )
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }

@@ -95,6 +95,8 @@ pub struct Limits {
     pub page_byte_budget: usize,
     pub max_pending_writes: usize,
     pub max_watchers: usize,
+    pub min_lease_ttl_ms: u64,
+    pub max_lease_ttl_ms: u64,
     /// Watches per HTTP connection: an SSE stream holds its HTTP/1.1 connection.
     pub max_watchers_per_connection: usize,
 }
@@ -112,6 +114,8 @@ impl Default for Limits {
             page_byte_budget: cairn_api::PAGE_BYTE_BUDGET,
             max_pending_writes: 16_384,
             max_watchers: 100_000,
+            min_lease_ttl_ms: cairn_api::MIN_LEASE_TTL_MS,
+            max_lease_ttl_ms: cairn_api::MAX_LEASE_TTL_MS,
             max_watchers_per_connection: 1,
         }
     }

@@ -420,9 +420,7 @@ async fn get_lease(State(app): AppState, id: Captured) -> Answer {
     app.linearize().await?;
     let (lease, nodes, revision) = {
         let view = app.store.read()?;
-        let (lease, nodes) = view
-            .lease(id)?
-            .ok_or_else(|| ApiError::new(ErrorCode::LeaseNotFound, format!("lease {id} does not exist")))?;
+        let (lease, nodes) = view.lease(id)?.ok_or_else(|| ApiError::lease_not_found(id))?;
         (lease, nodes, view.revision())
     };
     let remaining = app.lease(crate::lease::LeaseOp::Remaining(id)).await?;

@@ -8,7 +8,7 @@
 //! countdowns are dropped. Expiry is proposed through Raft as a revoke, after confirming
 //! leadership, in bounded batches.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,10 @@ struct Countdowns {
     leading: bool,
     by_id: HashMap<u64, (Instant, u64)>,
     queue: BTreeSet<(Instant, u64)>,
+    /// Due leases whose revoke is under way: they cannot be renewed any more.
+    ending: HashSet<u64>,
+    /// Ending leases whose revoke failed, to be proposed again.
+    retry: Vec<u64>,
 }
 
 impl Countdowns {
@@ -39,8 +43,13 @@ impl Countdowns {
         if let Some((deadline, _)) = self.by_id.remove(&id) {
             self.queue.remove(&(deadline, id));
         }
+        self.ending.remove(&id);
     }
 }
+
+/// A lease that is past its deadline and being revoked.
+#[derive(Debug)]
+pub struct Ending;
 
 #[derive(Default)]
 pub struct LeaseKeeper {
@@ -69,7 +78,9 @@ impl LeaseKeeper {
         self.with(|c| {
             c.leading = true;
             for l in leases {
-                c.set(l.id, l.ttl_ms, now);
+                if !c.ending.contains(&l.id) {
+                    c.set(l.id, l.ttl_ms, now);
+                }
             }
         });
     }
@@ -88,54 +99,87 @@ impl LeaseKeeper {
         self.with(|c| c.set(id, ttl_ms, Instant::now()));
     }
 
+    /// A revoke this leader committed (or found already done).
     pub fn revoked(&self, id: u64) {
         self.with(|c| c.remove(id));
     }
 
-    /// Resets a countdown; `None` when this keeper does not know the lease.
-    pub fn renew(&self, id: u64) -> Option<u64> {
+    /// Resets a countdown. `Ok(None)`: this keeper does not know the lease; `Err`: it is
+    /// being revoked and can no longer be kept.
+    pub fn renew(&self, id: u64) -> Result<Option<u64>, Ending> {
         let now = Instant::now();
         self.with(|c| {
-            let ttl = c.by_id.get(&id)?.1;
+            if c.ending.contains(&id) {
+                return Err(Ending);
+            }
+            let Some(&(_, ttl)) = c.by_id.get(&id) else { return Ok(None) };
             c.set(id, ttl, now);
-            Some(ttl)
+            Ok(Some(ttl))
         })
     }
 
-    /// Milliseconds left on the leader's clock.
+    /// Milliseconds left on the leader's clock (0 while its revoke is under way).
     pub fn remaining_ms(&self, id: u64) -> Option<u64> {
         let now = Instant::now();
-        self.with(|c| c.by_id.get(&id).map(|(d, _)| d.saturating_duration_since(now).as_millis() as u64))
+        self.with(|c| {
+            if c.ending.contains(&id) {
+                return Some(0);
+            }
+            c.by_id.get(&id).map(|(d, _)| d.saturating_duration_since(now).as_millis() as u64)
+        })
     }
 
-    /// Takes out up to `max` leases whose deadline has passed.
+    /// Whether the lease is being revoked.
+    pub fn is_ending(&self, id: u64) -> bool {
+        self.with(|c| c.ending.contains(&id))
+    }
+
+    /// Takes out up to `max` leases to revoke: those whose revoke failed before, then those
+    /// whose deadline has passed. They stay unrenewable until [`LeaseKeeper::revoked`].
     pub fn take_due(&self, max: usize) -> Vec<u64> {
         let now = Instant::now();
         self.with(|c| {
             if !c.leading {
                 return Vec::new();
             }
+            let mut out: Vec<u64> = c.retry.drain(..c.retry.len().min(max)).collect();
             let due: Vec<(Instant, u64)> =
-                c.queue.iter().take_while(|(d, _)| *d <= now).take(max).copied().collect();
-            for (deadline, id) in &due {
-                c.queue.remove(&(*deadline, *id));
-                c.by_id.remove(id);
+                c.queue.iter().take_while(|(d, _)| *d <= now).take(max - out.len()).copied().collect();
+            for (deadline, id) in due {
+                c.queue.remove(&(deadline, id));
+                c.by_id.remove(&id);
+                c.ending.insert(id);
+                out.push(id);
             }
-            due.into_iter().map(|(_, id)| id).collect()
+            out
         })
     }
 
-    /// Puts a lease whose revoke failed back, to be tried again soon.
-    pub fn retry_soon(&self, id: u64) {
+    /// A revoke that failed: propose it again in the next round.
+    pub fn retry(&self, id: u64) {
         self.with(|c| {
-            let deadline = Instant::now() + Duration::from_millis(200);
-            c.by_id.insert(id, (deadline, 0));
-            c.queue.insert((deadline, id));
+            if c.ending.contains(&id) {
+                c.retry.push(id);
+            }
         });
     }
 
+    /// Whether a revoke should be proposed now.
+    pub fn has_due(&self) -> bool {
+        let now = Instant::now();
+        self.with(|c| {
+            c.leading && (!c.retry.is_empty() || c.queue.iter().next().is_some_and(|(d, _)| *d <= now))
+        })
+    }
+
+    /// When the expiry loop has work next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.with(|c| c.queue.iter().next().map(|(d, _)| *d))
+        self.with(|c| {
+            if !c.retry.is_empty() {
+                return Some(Instant::now() + Duration::from_millis(200));
+            }
+            c.queue.iter().next().map(|(d, _)| *d)
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -158,11 +202,15 @@ mod tests {
         assert!(k.take_due(10).is_empty(), "not leading yet");
         k.promote(&[Lease { id: 1, ttl_ms: 0 }, Lease { id: 2, ttl_ms: 60_000 }]);
         assert_eq!(k.take_due(10), vec![1]);
-        assert_eq!(k.renew(2), Some(60_000));
+        assert_eq!(k.renew(2).unwrap(), Some(60_000));
         assert!(k.remaining_ms(2).unwrap() > 59_000);
-        assert_eq!(k.renew(1), None, "taken out when due");
+        assert!(k.renew(1).is_err(), "a lease being revoked cannot be kept");
+        k.retry(1);
+        assert_eq!(k.take_due(10), vec![1], "a failed revoke comes back");
+        k.revoked(1);
+        assert_eq!(k.renew(1).unwrap(), None);
         k.demote();
-        assert_eq!(k.renew(2), None);
+        assert_eq!(k.renew(2).unwrap(), None);
         assert!(k.is_empty());
     }
 }

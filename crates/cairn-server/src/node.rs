@@ -170,7 +170,9 @@ impl App {
             LeaseOp::KeepAlive(id) | LeaseOp::Remaining(id) => id,
         };
         let known = match op {
-            LeaseOp::KeepAlive(_) => self.leases.renew(id),
+            LeaseOp::KeepAlive(_) => {
+                self.leases.renew(id).map_err(|_| WriteError::Api(ApiError::lease_not_found(id)))?
+            }
             LeaseOp::Remaining(_) => self.leases.remaining_ms(id),
         };
         if let Some(v) = known {
@@ -180,10 +182,8 @@ impl App {
         // finished taking over. The replicated state decides.
         let lease = self.store.read().and_then(|v| v.lease(id)).map_err(|e| WriteError::Api(e.into()))?;
         match lease {
-            None => Err(WriteError::Api(ApiError::new(
-                cairn_api::ErrorCode::LeaseNotFound,
-                format!("lease {id} does not exist (it expired, was revoked, or was never granted)"),
-            ))),
+            None => Err(WriteError::Api(ApiError::lease_not_found(id))),
+            Some(_) if self.leases.is_ending(id) => Err(WriteError::Api(ApiError::lease_not_found(id))),
             Some((lease, _)) if self.leases.is_leading() => {
                 self.leases.granted(lease.id, lease.ttl_ms);
                 Ok(lease.ttl_ms)
@@ -489,10 +489,7 @@ async fn expire_leases(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if !app.is_leader()
-            || !app.leases.is_leading()
-            || app.leases.next_deadline().is_none_or(|d| d > std::time::Instant::now())
-        {
+        if !app.is_leader() || !app.leases.is_leading() || !app.leases.has_due() {
             continue;
         }
         if app.local_reads.read_index().await.is_err() {
@@ -503,12 +500,12 @@ async fn expire_leases(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         for (id, result) in due.iter().zip(futures::future::join_all(revokes).await) {
             match result {
                 Ok(_) => tracing::debug!(id, "lease expired"),
-                Err(WriteError::Api(e)) if e.code == cairn_api::ErrorCode::LeaseNotFound => {}
+                Err(WriteError::Api(e)) if e.code == cairn_api::ErrorCode::LeaseNotFound => {
+                    app.leases.revoked(*id)
+                }
                 Err(e) => {
-                    tracing::warn!(id, "revoking an expired lease failed: {e:?}");
-                    if app.is_leader() {
-                        app.leases.retry_soon(*id);
-                    }
+                    tracing::warn!(id, "revoking an expired lease failed, will retry: {e:?}");
+                    app.leases.retry(*id);
                 }
             }
         }

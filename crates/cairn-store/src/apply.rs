@@ -263,11 +263,9 @@ impl<'a> Apply<'a> {
 
     fn check_lease(&self, lease: Option<u64>) -> Result<(), Fail> {
         match lease {
-            Some(id) if self.get(Cf::Leases, &keys::lease_key(id))?.is_none() => Err(ApiError::new(
-                ErrorCode::LeaseNotFound,
-                format!("lease {id} does not exist (it expired, was revoked, or was never granted)"),
-            )
-            .into()),
+            Some(id) if self.get(Cf::Leases, &keys::lease_key(id))?.is_none() => {
+                Err(ApiError::lease_not_found(id).into())
+            }
             _ => Ok(()),
         }
     }
@@ -291,7 +289,7 @@ impl<'a> Apply<'a> {
     /// together), then the lease.
     fn lease_revoke(&mut self, rev: u64, id: u64) -> Result<Output, Fail> {
         if self.get(Cf::Leases, &keys::lease_key(id))?.is_none() {
-            return Err(ApiError::new(ErrorCode::LeaseNotFound, format!("lease {id} does not exist")).into());
+            return Err(ApiError::lease_not_found(id).into());
         }
         let prefix = keys::lease_nodes_prefix(id);
         let mut paths = Vec::new();
