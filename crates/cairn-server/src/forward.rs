@@ -108,41 +108,34 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, String)> {
     decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")))
 }
 
-async fn propose(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
-    check_target(&app, &headers)?;
-    let command: Command = parse(&body)?;
-    let result = if app.is_leader() {
-        app.batcher.propose(command).await
-    } else {
-        Err(WriteError::NotLeader(app.leader_id()))
-    };
+/// Runs `work` if this member leads; otherwise answers who does. Never forwards further.
+async fn on_leader<T, F>(app: &App, headers: &HeaderMap, work: impl FnOnce() -> F) -> Reply
+where
+    T: Serialize,
+    F: std::future::Future<Output = Result<T, WriteError>>,
+{
+    check_target(app, headers)?;
+    let result = if app.is_leader() { work().await } else { Err(WriteError::NotLeader(app.leader_id())) };
     answer(&result)
+}
+
+async fn propose(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
+    let command: Command = parse(&body)?;
+    on_leader(&app, &headers, || app.batcher.propose(command)).await
 }
 
 async fn read_index(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
-    check_target(&app, &headers)?;
-    let result = if app.is_leader() {
-        app.local_reads.read_index().await
-    } else {
-        Err(WriteError::NotLeader(app.leader_id()))
-    };
-    answer(&result)
+    on_leader(&app, &headers, || app.local_reads.read_index()).await
 }
 
 async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
-    check_target(&app, &headers)?;
     let op: LeaseOp = parse(&body)?;
-    let result =
-        if app.is_leader() { app.lease_local(op).await } else { Err(WriteError::NotLeader(app.leader_id())) };
-    answer(&result)
+    on_leader(&app, &headers, || app.lease_local(op)).await
 }
 
 async fn admin(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
-    check_target(&app, &headers)?;
     let op: AdminOp = parse(&body)?;
-    let result =
-        if app.is_leader() { app.admin_local(op).await } else { Err(WriteError::NotLeader(app.leader_id())) };
-    answer(&result)
+    on_leader(&app, &headers, || app.admin_local(op)).await
 }
 
 /// The forwarding routes of the peer listener.

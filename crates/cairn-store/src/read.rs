@@ -5,7 +5,7 @@ use base64::Engine;
 use cairn_api::{validate_path, ApiError, Child, ErrorCode, Node, Page, Stat, PAGE_BYTE_BUDGET};
 
 use crate::keys::{self, meta, AFTER_SLASH, SEP};
-use crate::kv::{Cf, KvRead};
+use crate::kv::{Cf, Cursor, KvRead};
 use crate::store::{read_u64, SnapView};
 use crate::{Event, Lease, StoreError};
 
@@ -42,6 +42,18 @@ fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
     String::from_utf8(bytes.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A stat-column cursor on the first key below `path/` that comes after the entry `after`
+/// (a name or a relative path, with all its versions); also returns the prefix.
+fn cursor_below<'a>(kv: &'a dyn KvRead, path: &str, after: Option<&str>) -> (Vec<u8>, Box<dyn Cursor + 'a>) {
+    let prefix = keys::descendant_prefix(path).into_bytes();
+    let mut c = kv.cursor(Cf::Stat);
+    match after {
+        Some(rel) => c.seek(&keys::with_byte(&[prefix.as_slice(), rel.as_bytes()].concat(), 1)),
+        None => c.seek(&prefix),
+    }
+    (prefix, c)
+}
+
 /// Children of `path` at `at`, in name order, after the child named `after`.
 ///
 /// Children are not stored under their parent: they are found by walking the keys below
@@ -53,12 +65,7 @@ pub(crate) fn children_at(
     after: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Child>, bool), StoreError> {
-    let prefix = keys::descendant_prefix(path).into_bytes();
-    let mut c = kv.cursor(Cf::Stat);
-    match after {
-        Some(name) => c.seek(&keys::with_byte(&[prefix.as_slice(), name.as_bytes()].concat(), 1)),
-        None => c.seek(&prefix),
-    }
+    let (prefix, mut c) = cursor_below(kv, path, after);
     let (mut out, mut bytes) = (Vec::new(), 0usize);
     while c.valid() {
         let key = c.key();
@@ -114,12 +121,7 @@ pub(crate) fn subtree_at(
     budget: usize,
     with_values: bool,
 ) -> Result<(Vec<Node>, bool), StoreError> {
-    let prefix = keys::descendant_prefix(path).into_bytes();
-    let mut c = kv.cursor(Cf::Stat);
-    match after {
-        Some(rel) => c.seek(&keys::with_byte(&[prefix.as_slice(), rel.as_bytes()].concat(), 1)),
-        None => c.seek(&prefix),
-    }
+    let (prefix, mut c) = cursor_below(kv, path, after);
     let (mut out, mut bytes) = (Vec::new(), 0usize);
     while c.valid() {
         let key = c.key();
