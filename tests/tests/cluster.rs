@@ -502,3 +502,38 @@ fn compare_and_set_through_every_member_is_atomic() {
         assert_eq!(v["node"]["value"], (3 * PER_THREAD).to_string());
     }
 }
+
+#[test]
+fn cluster_status_shows_every_members_progress_from_any_member() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = (leader + 1) % 3;
+    c.put(leader, "/v1/nodes/status", "x").expect_status(201);
+    let v = c.get(follower, "/v1/cluster").ok_json(200, c.id(follower));
+    let members = v["cluster"]["members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 3);
+    for m in &members {
+        assert_eq!(m["reachable"], true, "{m}");
+        assert!(m["applied_index"].as_u64().unwrap() >= 1, "{m}");
+        assert!(m["last_log_index"].as_u64().is_some(), "{m}");
+        assert!(m["lag"].as_u64().is_some(), "{m}");
+    }
+    assert_eq!(members.iter().filter(|m| m["role"] == "leader").count(), 1);
+    // The leader also knows how far it replicated to each member.
+    let v = c.get(leader, "/v1/cluster").ok_json(200, c.id(leader));
+    assert!(v["cluster"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["matched_index"].as_u64().is_some()));
+    let down = (leader + 2) % 3;
+    c.kill(down);
+    let v = c.get(follower, "/v1/cluster").ok_json(200, c.id(follower));
+    let gone = v["cluster"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"].as_u64() == Some(c.id(down)))
+        .cloned();
+    assert_eq!(gone.unwrap()["reachable"], false);
+}

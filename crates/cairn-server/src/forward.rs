@@ -20,6 +20,19 @@ use crate::batcher::WriteError;
 use crate::lease::LeaseOp;
 use crate::node::App;
 
+/// What a member says of itself, for `GET /v1/cluster`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub revision: u64,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+}
+
 /// Membership changes, run on the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AdminOp {
@@ -84,6 +97,11 @@ impl Forwarder {
         self.call(leader, addr, "lease", op, Duration::from_secs(5)).await
     }
 
+    /// Asks a member for its own status, briefly: an unreachable member shows as such.
+    pub async fn status(&self, member: u64, addr: &str) -> Result<MemberStatus, WriteError> {
+        self.call(member, addr, "status", &(), Duration::from_millis(500)).await
+    }
+
     pub async fn admin(&self, leader: u64, addr: &str, op: &AdminOp) -> Result<(), WriteError> {
         self.call(leader, addr, "admin", op, Duration::from_secs(30)).await
     }
@@ -133,6 +151,11 @@ async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
     on_leader(&app, &headers, || app.lease_local(op)).await
 }
 
+async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    check_target(&app, &headers)?;
+    answer(&Ok::<_, WriteError>(app.own_status()))
+}
+
 async fn admin(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
     let op: AdminOp = parse(&body)?;
     on_leader(&app, &headers, || app.admin_local(op)).await
@@ -145,6 +168,7 @@ pub fn routes(app: Arc<App>, body_limit: usize) -> Router {
         .route("/cairn/read_index", post(read_index))
         .route("/cairn/admin", post(admin))
         .route("/cairn/lease", post(lease))
+        .route("/cairn/status", post(status))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }

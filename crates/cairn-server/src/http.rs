@@ -463,13 +463,34 @@ async fn metrics(State(app): AppState) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
 
+/// Every member's role and progress. Each member reports its own log and applied index
+/// (asked over the peer port, 500 ms at most); the leader's log end gives each one's lag.
 async fn cluster(State(app): AppState) -> Answer {
     let m = app.raft.metrics().borrow().clone();
-    let membership = m.membership_config.membership();
-    let last_index = m.last_log_index.unwrap_or(0);
-    let members: Vec<Value> = membership
-        .nodes()
-        .map(|(id, node)| {
+    let membership = m.membership_config.membership().clone();
+    let nodes: Vec<(u64, String)> = membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect();
+    let statuses = futures::future::join_all(nodes.iter().map(|(id, addr)| {
+        let app = app.clone();
+        let addr = addr.clone();
+        let id = *id;
+        async move {
+            if id == app.id {
+                Some(app.own_status())
+            } else {
+                app.forwarder.status(id, &addr).await.ok()
+            }
+        }
+    }))
+    .await;
+    let leader_log = m
+        .current_leader
+        .and_then(|l| nodes.iter().position(|(id, _)| *id == l))
+        .and_then(|i| statuses[i].as_ref())
+        .map(|s| s.last_log_index);
+    let members: Vec<Value> = nodes
+        .iter()
+        .zip(&statuses)
+        .map(|((id, addr), status)| {
             let voter = membership.voter_ids().any(|v| v == *id);
             let role = if m.current_leader == Some(*id) {
                 "leader"
@@ -478,19 +499,21 @@ async fn cluster(State(app): AppState) -> Answer {
             } else {
                 "learner"
             };
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id))
-                .map(|l| l.as_ref().map(|l| l.index).unwrap_or(0));
-            let mut member = json!({ "id": id, "peer_addr": node.addr, "role": role, "voter": voter });
-            if let Some(matched) = matched {
-                member["matched_index"] = matched.into();
-                member["lag"] = last_index.saturating_sub(matched).into();
+            let mut member = json!({ "id": id, "peer_addr": addr, "role": role, "voter": voter, "reachable": status.is_some() });
+            if let Some(s) = status {
+                member["state"] = json!(s.state);
+                member["term"] = json!(s.term);
+                member["last_log_index"] = json!(s.last_log_index);
+                member["applied_index"] = json!(s.applied_index);
+                member["revision"] = json!(s.revision);
+                member["snapshot_index"] = json!(s.snapshot_index);
+                if let Some(leader_log) = leader_log {
+                    member["lag"] = json!(leader_log.saturating_sub(s.applied_index));
+                }
             }
-            if *id == app.id {
-                member["applied_index"] = m.last_applied.map(|l| l.index).unwrap_or(0).into();
-                member["last_log_index"] = last_index.into();
+            // Only the leader knows how far it has replicated to each member.
+            if let Some(matched) = m.replication.as_ref().and_then(|r| r.get(id)) {
+                member["matched_index"] = json!(matched.as_ref().map(|l| l.index).unwrap_or(0));
             }
             member
         })

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::batcher::{Batcher, WriteError};
 use crate::config::{Config, Limits};
-use crate::forward::{AdminOp, Forwarder};
+use crate::forward::{AdminOp, Forwarder, MemberStatus};
 use crate::lease::{LeaseKeeper, LeaseOp, REVOKE_BATCH};
 use crate::metrics::Metrics;
 use crate::reads::ReadGate;
@@ -142,6 +142,21 @@ impl App {
             .map_err(|e| {
                 ApiError::unavailable(format!("this member is not catching up with the leader: {e}"))
             })
+    }
+
+    /// This member's own view of its Raft progress.
+    pub fn own_status(&self) -> MemberStatus {
+        let m = self.raft.metrics().borrow().clone();
+        MemberStatus {
+            state: format!("{:?}", m.state).to_lowercase(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            revision: self.store.revision(),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+        }
     }
 
     /// Lease keep-alives and countdown reads run on the leader.
