@@ -130,6 +130,10 @@ impl Resp {
         assert_eq!(v["code"], code, "error code; body: {v}");
         let message = v["message"].as_str().unwrap_or_else(|| panic!("error without a message: {v}"));
         assert!(!message.is_empty(), "empty error message: {v}");
+        assert!(
+            v["header"]["member"].as_u64().is_some() && v["header"]["revision"].as_u64().is_some(),
+            "error without a header: {v}"
+        );
         v
     }
 }

@@ -593,11 +593,35 @@ async fn wrong_method(method: Method, uri: Uri) -> Response {
     resp
 }
 
+/// Counts requests, and gives error answers the `header` every JSON answer carries (errors
+/// are built where no member state is at hand, so it is added here).
 async fn count_requests(State(app): AppState, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let resp = next.run(req).await;
     app.metrics.requests.with_label_values(&[method.as_str(), resp.status().as_str()]).inc();
-    resp
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !resp.status().is_client_error() && !resp.status().is_server_error() || !is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (parts.status, Json(json!({ "code": "internal", "message": "error body too large" })))
+            .into_response();
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) if v.get("header").is_none() && v.is_object() => {
+            v["header"] = json!(app.header(app.store.revision()));
+            let mut resp = (parts.status, Json(v)).into_response();
+            for (name, value) in parts.headers.iter().filter(|(n, _)| *n != header::CONTENT_LENGTH) {
+                resp.headers_mut().insert(name.clone(), value.clone());
+            }
+            resp
+        }
+        _ => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 pub fn router(app: Arc<App>) -> Router {
