@@ -277,6 +277,24 @@ fn compacted_revisions_answer_410() {
 }
 
 #[test]
+fn history_older_than_the_age_bound_is_compacted() {
+    // A large revision window, a 2 s age window: only age can compact here.
+    let c = Cluster::start_with(1, &["--history-revisions", "1000000", "--history-age-secs", "2"]);
+    for i in 0..5 {
+        c.put(0, &format!("/v1/nodes/aged{i}"), "x").expect_status(201);
+    }
+    let written = Instant::now();
+    let compact = eventually(Duration::from_secs(30), "age-based compaction", || {
+        let r = c.get(0, "/v1/nodes/aged0?revision=1");
+        (r.status == 410).then(|| r.json()["compact_revision"].as_u64().unwrap())
+    });
+    assert!(written.elapsed() >= Duration::from_secs(2), "compacted before the age bound");
+    assert!((2..=5).contains(&compact), "compacted up to {compact}");
+    // The state at the compact revision stays readable.
+    c.get(0, &format!("/v1/nodes/aged0?revision={compact}")).expect_status(200);
+}
+
+#[test]
 fn slow_consumer_is_cut_then_resumes_without_loss() {
     let c = Cluster::start(1);
     c.put(0, "/v1/nodes/s", "").expect_status(201);

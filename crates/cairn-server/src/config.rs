@@ -41,6 +41,9 @@ pub struct Args {
     /// Revisions of history kept for watches and past reads before compaction.
     #[arg(long)]
     pub history_revisions: Option<u64>,
+    /// Seconds of history kept for watches and past reads before compaction.
+    #[arg(long)]
+    pub history_age_secs: Option<u64>,
     /// Largest number of compares plus operations in one transaction.
     #[arg(long)]
     pub max_txn_ops: Option<usize>,
@@ -63,6 +66,7 @@ struct FileConfig {
     join: Option<bool>,
     snapshot_logs: Option<u64>,
     history_revisions: Option<u64>,
+    history_age_secs: Option<u64>,
     max_txn_ops: Option<usize>,
     max_watchers: Option<usize>,
     watch_progress_ms: Option<u64>,
@@ -79,6 +83,8 @@ pub struct Config {
     pub join: bool,
     pub snapshot_logs: u64,
     pub history_revisions: u64,
+    /// History older than this is compacted too, whichever bound removes more.
+    pub history_age: std::time::Duration,
     pub watch_progress_ms: u64,
     pub limits: Limits,
 }
@@ -194,6 +200,9 @@ impl Config {
             join,
             snapshot_logs: args.snapshot_logs.or(file.snapshot_logs).unwrap_or(10_000).max(10),
             history_revisions: args.history_revisions.or(file.history_revisions).unwrap_or(100_000).max(1),
+            history_age: std::time::Duration::from_secs(
+                args.history_age_secs.or(file.history_age_secs).unwrap_or(3_600).max(1),
+            ),
             watch_progress_ms: args.watch_progress_ms.or(file.watch_progress_ms).unwrap_or(5_000).max(10),
             limits,
         })

@@ -411,7 +411,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ];
 
     tokio::spawn(track_metrics(app.clone(), shutdown_rx.clone()));
-    tokio::spawn(compact_history(app.clone(), config.history_revisions, shutdown_rx.clone()));
+    tokio::spawn(compact_history(
+        app.clone(),
+        config.history_revisions,
+        config.history_age,
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(expire_leases(app.clone(), shutdown_rx.clone()));
 
     if !config.join && !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
@@ -529,21 +534,43 @@ async fn expire_leases(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 
 /// The leader keeps `history` revisions and compacts below them through Raft; every
 /// member then removes what compaction made unreachable, off the request path.
-async fn compact_history(app: Arc<App>, history: u64, mut stop: watch::Receiver<bool>) {
+async fn compact_history(app: Arc<App>, history: u64, max_age: Duration, mut stop: watch::Receiver<bool>) {
     let mut purged_at = 0u64;
+    // (when, revision) samples taken while leading: the revision reached `max_age` ago is
+    // the newest sample at least that old. A new leader starts sampling afresh, so its age
+    // bound starts working `max_age` after it takes over (the revision bound at once).
+    let mut samples: std::collections::VecDeque<(std::time::Instant, u64)> = Default::default();
+    // The newest revision reached at least `max_age` ago (0: none known yet).
+    let mut aged = 0u64;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let (revision, compacted) = (app.store.revision(), app.store.compact_revision());
-        let target = revision.saturating_sub(history);
-        // Compact in steps of a tenth of the window so it is not proposed on every write.
-        if app.is_leader() && target > compacted + (history / 10).max(1) {
-            if let Err(e) = app.write(Command::Compact { revision: target }).await {
-                tracing::warn!("history compaction at {target} failed: {e}");
+        if app.is_leader() {
+            samples.push_back((std::time::Instant::now(), revision));
+            while let Some(&(when, rev)) = samples.front() {
+                if when.elapsed() < max_age {
+                    break;
+                }
+                aged = rev;
+                samples.pop_front();
             }
+            // Revisions before `aged` are older than `max_age`; the state at `aged` stays readable.
+            let target = revision.saturating_sub(history).max(aged);
+            // Compact in steps of a tenth of the window so it is not proposed on every write;
+            // the age bound compacts whatever has aged out.
+            if target > compacted && (target >= compacted + (history / 10).max(1) || aged > compacted) {
+                if let Err(e) = app.write(Command::Compact { revision: target }).await {
+                    tracing::warn!("history compaction at {target} failed: {e}");
+                }
+            }
+        } else {
+            samples.clear();
+            aged = 0;
         }
+        // Every member removes what compaction made unreachable.
         let compacted = app.store.compact_revision();
         if compacted > purged_at {
             let store = app.store.clone();
