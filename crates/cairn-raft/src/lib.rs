@@ -20,7 +20,7 @@ use cairn_store::{CommandResult, Request, Store};
 use serde::{Deserialize, Serialize};
 
 pub use log_store::LogStore;
-pub use network::{peer_routes, PeerNetwork, TARGET_HEADER};
+pub use network::{check_target, parse, peer_routes, reply, PeerNetwork, Refusal, TARGET_HEADER};
 pub use openraft;
 pub use state_machine::StateMachine;
 

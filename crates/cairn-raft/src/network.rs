@@ -149,8 +149,12 @@ struct PeerState {
     id: NodeId,
 }
 
+/// A peer request refused: the status and why.
+pub type Refusal = (StatusCode, String);
+
 /// Refuses a request meant for another member (a stale address), before decoding it.
-fn check_target(id: NodeId, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+/// Every request on the peer listener goes through it, Raft's and the server's alike.
+pub fn check_target(id: NodeId, headers: &HeaderMap) -> Result<(), Refusal> {
     let target =
         headers.get(TARGET_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<NodeId>().ok());
     match target {
@@ -160,11 +164,13 @@ fn check_target(id: NodeId, headers: &HeaderMap) -> Result<(), (StatusCode, Stri
     }
 }
 
-fn reply<T: Serialize>(value: &T) -> Result<Vec<u8>, (StatusCode, String)> {
+/// Encodes a peer answer.
+pub fn reply<T: Serialize>(value: &T) -> Result<Vec<u8>, Refusal> {
     encode(value).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, String)> {
+/// Decodes a peer request body.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable peer message: {e}")))
 }
 

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use cairn_raft::{decode, encode, TARGET_HEADER};
+use cairn_raft::{check_target, decode, encode, parse, reply, Refusal, TARGET_HEADER};
 use cairn_store::{Applied, Command};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -107,24 +107,7 @@ impl Forwarder {
     }
 }
 
-type Reply = Result<Vec<u8>, (StatusCode, String)>;
-
-fn check_target(app: &App, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-    let target = headers.get(TARGET_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    match target {
-        Some(t) if t == app.id => Ok(()),
-        Some(t) => Err((StatusCode::MISDIRECTED_REQUEST, format!("this is member {}, not {t}", app.id))),
-        None => Err((StatusCode::BAD_REQUEST, format!("missing {TARGET_HEADER} header"))),
-    }
-}
-
-fn answer<T: Serialize>(result: &Result<T, WriteError>) -> Reply {
-    encode(result).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, String)> {
-    decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")))
-}
+type Reply = Result<Vec<u8>, Refusal>;
 
 /// Runs `work` if this member leads; otherwise answers who does. Never forwards further.
 async fn on_leader<T, F>(app: &App, headers: &HeaderMap, work: impl FnOnce() -> F) -> Reply
@@ -132,9 +115,9 @@ where
     T: Serialize,
     F: std::future::Future<Output = Result<T, WriteError>>,
 {
-    check_target(app, headers)?;
+    check_target(app.id, headers)?;
     let result = if app.is_leader() { work().await } else { Err(WriteError::NotLeader(app.leader_id())) };
-    answer(&result)
+    reply(&result)
 }
 
 async fn propose(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
@@ -152,8 +135,8 @@ async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
-    check_target(&app, &headers)?;
-    answer(&Ok::<_, WriteError>(app.own_status()))
+    check_target(app.id, &headers)?;
+    reply(&Ok::<_, WriteError>(app.own_status()))
 }
 
 async fn admin(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
