@@ -379,9 +379,12 @@ struct GrantLease {
     ttl_ms: u64,
 }
 
-fn lease_id(raw: Captured) -> Result<u64, ApiError> {
-    let Ok(Path(raw)) = raw else { return Err(ApiError::invalid_request("the lease id is not valid")) };
-    raw.parse().map_err(|_| ApiError::invalid_request(format!("\"{raw}\" is not a lease id")))
+/// A numeric id captured from the URL; `what` names it in the error ("lease", "member").
+fn id_param(raw: Captured, what: &str) -> Result<u64, ApiError> {
+    let Ok(Path(raw)) = raw else {
+        return Err(ApiError::invalid_request(format!("the {what} id is not valid")));
+    };
+    raw.parse().map_err(|_| ApiError::invalid_request(format!("\"{raw}\" is not a {what} id")))
 }
 
 async fn grant_lease(State(app): AppState, body: Body) -> Answer {
@@ -416,7 +419,7 @@ async fn list_leases(State(app): AppState) -> Answer {
 }
 
 async fn get_lease(State(app): AppState, id: Captured) -> Answer {
-    let id = lease_id(id)?;
+    let id = id_param(id, "lease")?;
     app.linearize().await?;
     let (lease, nodes, revision) = {
         let view = app.store.read()?;
@@ -429,13 +432,13 @@ async fn get_lease(State(app): AppState, id: Captured) -> Answer {
 }
 
 async fn keep_alive(State(app): AppState, id: Captured) -> Answer {
-    let id = lease_id(id)?;
+    let id = id_param(id, "lease")?;
     let ttl_ms = app.lease(crate::lease::LeaseOp::KeepAlive(id)).await?;
     Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "id": id, "ttl_ms": ttl_ms })))
 }
 
 async fn revoke_lease(State(app): AppState, id: Captured) -> Answer {
-    let id = lease_id(id)?;
+    let id = id_param(id, "lease")?;
     let applied = app.write(Command::LeaseRevoke { id }).await?;
     match applied.output {
         Output::LeaseRevoked { id, deleted } => {
@@ -558,13 +561,8 @@ async fn add_member(State(app): AppState, body: Body) -> Answer {
     Ok(reply(StatusCode::CREATED, app.header(app.store.revision()), json!({ "member": member })))
 }
 
-fn member_id(raw: Captured) -> Result<u64, ApiError> {
-    let Ok(Path(raw)) = raw else { return Err(ApiError::invalid_request("the member id is not valid")) };
-    raw.parse().map_err(|_| ApiError::invalid_request(format!("\"{raw}\" is not a member id")))
-}
-
 async fn promote_member(State(app): AppState, id: Captured) -> Answer {
-    let id = member_id(id)?;
+    let id = id_param(id, "member")?;
     app.admin(AdminOp::Promote { id }).await?;
     Ok(reply(
         StatusCode::OK,
@@ -574,7 +572,7 @@ async fn promote_member(State(app): AppState, id: Captured) -> Answer {
 }
 
 async fn remove_member(State(app): AppState, id: Captured) -> Answer {
-    let id = member_id(id)?;
+    let id = id_param(id, "member")?;
     app.admin(AdminOp::Remove { id }).await?;
     Ok(reply(StatusCode::OK, app.header(app.store.revision()), json!({ "removed": id })))
 }
