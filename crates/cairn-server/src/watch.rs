@@ -287,14 +287,26 @@ impl Hub {
     }
 }
 
-/// Reads the changes of revisions `from..=to` (at most `HISTORY_STEP` of them).
 /// The changes of each revision, in order.
 type Revisions = Vec<(u64, Vec<Arc<Change>>)>;
 
-fn read_changes(store: &Store, from: u64, to: u64) -> Result<Revisions, ApiError> {
+/// Reads the changes of revisions `from..=to`, at most `HISTORY_STEP` revisions of them, off
+/// the async runtime. Also returns the last revision the read covered: every change up to it
+/// is in the answer (none at all if its history was compacted), so the next read starts
+/// right after it.
+async fn read_changes(store: &Arc<Store>, from: u64, to: u64) -> Result<(Revisions, u64), ApiError> {
+    let end = to.min(from.saturating_add(HISTORY_STEP - 1));
+    let store = store.clone();
+    let revisions = tokio::task::spawn_blocking(move || read_range(&store, from, end))
+        .await
+        .map_err(|e| ApiError::internal(format!("history reader failed: {e}")))??;
+    Ok((revisions, end))
+}
+
+fn read_range(store: &Store, from: u64, end: u64) -> Result<Revisions, ApiError> {
     let view = store.read()?;
     let mut out = Vec::new();
-    for (revision, events) in view.events(from, to.min(from.saturating_add(HISTORY_STEP - 1)))? {
+    for (revision, events) in view.events(from, end)? {
         let mut changes = Vec::with_capacity(events.len());
         for e in events {
             let value = view.value(&e.path, &e.stat)?;
@@ -323,26 +335,16 @@ async fn dispatch(hub: Arc<Hub>, mut applied: watch::Receiver<u64>) {
                 hub.dispatched.fetch_max(hub.store.compact_revision() - 1, Ordering::AcqRel);
                 continue;
             }
-            let store = hub.store.clone();
-            let batch = tokio::task::spawn_blocking(move || read_changes(&store, from, target)).await;
-            match batch {
-                Ok(Ok(revisions)) => {
-                    let last = revisions.last().map(|(r, _)| *r);
+            match read_changes(&hub.store, from, target).await {
+                Ok((revisions, covered)) => {
                     for (revision, changes) in &revisions {
                         hub.route(*revision, changes);
                     }
-                    // No events left in the range (compacted, or revisions without history).
-                    let reached =
-                        last.unwrap_or(target).max(from.saturating_add(HISTORY_STEP - 1).min(target));
-                    hub.dispatched.fetch_max(reached, Ordering::AcqRel);
-                }
-                Ok(Err(e)) => {
-                    tracing::error!("watch hub cannot read history: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    hub.dispatched.fetch_max(covered, Ordering::AcqRel);
                 }
                 Err(e) => {
-                    tracing::error!("watch hub reader failed: {e}");
-                    return;
+                    tracing::error!("watch hub cannot read history: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -476,22 +478,14 @@ async fn stream(hub: Arc<Hub>, mut sub: Subscription, opts: StreamOptions, out: 
             // Catch up from history, then hand over to the live queue.
             delivered = after;
             while delivered < sub.registered_at {
-                let store = hub.store.clone();
-                let (from, to) = (delivered + 1, sub.registered_at);
-                let revisions = tokio::task::spawn_blocking(move || read_changes(&store, from, to))
-                    .await
-                    .map_err(|e| ApiError::internal(e.to_string()))??;
-                if revisions.is_empty() {
-                    delivered = to.min(from.saturating_add(HISTORY_STEP - 1));
-                    continue;
-                }
+                let (revisions, covered) = read_changes(&hub.store, delivered + 1, sub.registered_at).await?;
                 for (revision, changes) in revisions {
                     let mine: Vec<_> = changes.into_iter().filter(|c| opts.scope.matches(&c.node.path)).collect();
                     if !mine.is_empty() && !send_revision(&out, revision, &mine, &opts).await {
                         return Ok(());
                     }
-                    delivered = revision;
                 }
+                delivered = covered;
             }
         }
         delivered = delivered.max(sub.registered_at);
@@ -561,18 +555,11 @@ pub async fn wait_for_change(
     }
     let mut from = after + 1;
     while from <= sub.registered_at {
-        let store = hub.store.clone();
-        let to = sub.registered_at;
-        let revisions = tokio::task::spawn_blocking(move || read_changes(&store, from, to))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+        let (revisions, covered) = read_changes(&hub.store, from, sub.registered_at).await?;
         if revisions.iter().any(|(_, cs)| cs.iter().any(|c| scope.matches(&c.node.path))) {
             return Ok(());
         }
-        from = match revisions.last() {
-            Some((r, _)) => r + 1,
-            None => from.saturating_add(HISTORY_STEP),
-        };
+        from = covered + 1;
     }
     let _ = tokio::time::timeout(timeout, async {
         while let Some(d) = sub.rx.recv().await {
