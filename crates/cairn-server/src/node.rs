@@ -85,55 +85,58 @@ impl App {
         }
     }
 
-    /// Runs a write on the leader, from here or by forwarding, retrying while no leader
-    /// is known or while one is being replaced (never when the outcome is unknown).
-    pub async fn write(&self, command: Command) -> Result<Applied, ApiError> {
-        self.metrics.writes.inc();
+    /// Runs `local` if this member leads, else `remote(leader id, leader address)`, retrying
+    /// while no leader is known or it cannot be reached, for up to `LEADER_WAIT`. An answer
+    /// that came back with an unknown outcome is retried only when `idempotent` says so.
+    async fn via_leader<T, L, LF, R, RF>(&self, idempotent: bool, local: L, remote: R) -> Result<T, ApiError>
+    where
+        L: Fn() -> LF,
+        LF: std::future::Future<Output = Result<T, WriteError>>,
+        R: Fn(u64, String) -> RF,
+        RF: std::future::Future<Output = Result<T, WriteError>>,
+    {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut attempt = 0u32;
         loop {
             let result = match leader_of(&self.raft) {
-                Some((id, _)) if id == self.id => self.batcher.propose(command.clone()).await,
-                Some((id, addr)) => self.forwarder.propose(id, &addr, &command).await,
+                Some((id, _)) if id == self.id => local().await,
+                Some((id, addr)) => remote(id, addr).await,
                 None => Err(WriteError::NotLeader(None)),
             };
-            match result {
-                Ok(applied) => return Ok(applied),
-                Err(e @ (WriteError::NotLeader(_) | WriteError::Unreachable(_))) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(e.into_api());
-                    }
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis((20 * u64::from(attempt)).min(200))).await;
-                }
-                Err(e) => return Err(e.into_api()),
+            let retry = match &result {
+                Err(WriteError::NotLeader(_) | WriteError::Unreachable(_)) => true,
+                Err(WriteError::Unknown(_)) => idempotent,
+                _ => false,
+            };
+            if !retry || tokio::time::Instant::now() >= deadline {
+                return result.map_err(WriteError::into_api);
             }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis((20 * u64::from(attempt)).min(200))).await;
         }
+    }
+
+    /// Runs a write on the leader, from here or by forwarding (never retried once its
+    /// outcome is unknown).
+    pub async fn write(&self, command: Command) -> Result<Applied, ApiError> {
+        self.metrics.writes.inc();
+        self.via_leader(
+            false,
+            || self.batcher.propose(command.clone()),
+            |id, addr| {
+                let command = &command;
+                async move { self.forwarder.propose(id, &addr, command).await }
+            },
+        )
+        .await
     }
 
     /// Waits until this member has applied everything committed before the call: a read
     /// of local state after it is linearizable (ReadIndex; followers ask the leader).
     pub async fn linearize(&self) -> Result<(), ApiError> {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut attempt = 0u32;
-        let index = loop {
-            let result = match leader_of(&self.raft) {
-                Some((id, _)) if id == self.id => self.local_reads.read_index().await,
-                Some(_) => self.remote_reads.read_index().await,
-                None => Err(WriteError::NotLeader(None)),
-            };
-            match result {
-                Ok(index) => break index,
-                Err(WriteError::Api(e)) => return Err(e),
-                Err(e) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(e.into_api());
-                    }
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis((20 * u64::from(attempt)).min(200))).await;
-                }
-            }
-        };
+        let index = self
+            .via_leader(true, || self.local_reads.read_index(), |_, _| self.remote_reads.read_index())
+            .await?;
         self.raft
             .wait(Some(LEADER_WAIT))
             .applied_index_at_least(Some(index), "linearizable read")
@@ -161,22 +164,15 @@ impl App {
 
     /// Lease keep-alives and countdown reads run on the leader.
     pub async fn lease(&self, op: LeaseOp) -> Result<u64, ApiError> {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        loop {
-            let result = match leader_of(&self.raft) {
-                Some((id, _)) if id == self.id => self.lease_local(op.clone()).await,
-                Some((id, addr)) => self.forwarder.lease(id, &addr, &op).await,
-                None => Err(WriteError::NotLeader(None)),
-            };
-            match result {
-                Err(WriteError::NotLeader(_) | WriteError::Unreachable(_))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => return other.map_err(WriteError::into_api),
-            }
-        }
+        self.via_leader(
+            false,
+            || self.lease_local(op.clone()),
+            |id, addr| {
+                let op = &op;
+                async move { self.forwarder.lease(id, &addr, op).await }
+            },
+        )
+        .await
     }
 
     /// On the leader: renew a countdown (keep-alive) or tell what is left of it.
