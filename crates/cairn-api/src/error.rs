@@ -8,6 +8,8 @@ pub enum ErrorCode {
     NotFound,
     AlreadyExists,
     VersionConflict,
+    /// Proclaim or similar by an election candidate that does not lead.
+    NotLeader,
     NotEmpty,
     EphemeralParent,
     LeaseNotFound,
@@ -28,6 +30,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::VersionConflict => "version_conflict",
+            ErrorCode::NotLeader => "not_leader",
             ErrorCode::NotEmpty => "not_empty",
             ErrorCode::EphemeralParent => "ephemeral_parent",
             ErrorCode::LeaseNotFound => "lease_not_found",
@@ -50,7 +53,10 @@ impl ErrorCode {
             | ErrorCode::FutureRevision => 400,
             ErrorCode::NotFound | ErrorCode::LeaseNotFound => 404,
             ErrorCode::Timeout => 408,
-            ErrorCode::AlreadyExists | ErrorCode::VersionConflict | ErrorCode::NotEmpty => 409,
+            ErrorCode::AlreadyExists
+            | ErrorCode::VersionConflict
+            | ErrorCode::NotLeader
+            | ErrorCode::NotEmpty => 409,
             ErrorCode::Compacted => 410,
             ErrorCode::TooLarge => 413,
             ErrorCode::TooManyRequests => 429,

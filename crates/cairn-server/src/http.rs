@@ -55,18 +55,18 @@ impl IntoResponse for Fail {
     }
 }
 
-type Answer = Result<Response, Fail>;
+pub(crate) type Answer = Result<Response, Fail>;
 
-fn reply(status: StatusCode, header: Header, mut body: Value) -> Response {
+pub(crate) fn reply(status: StatusCode, header: Header, mut body: Value) -> Response {
     body["header"] = json!(header);
     (status, Json(body)).into_response()
 }
 
 /// Query parameters, with flags that may be bare (`?children`) and unknown names refused.
-struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    fn parse(uri: &Uri, allowed: &[&str]) -> Result<Params, ApiError> {
+    pub(crate) fn parse(uri: &Uri, allowed: &[&str]) -> Result<Params, ApiError> {
         let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::invalid_request(format!("query string is not valid: {e}")))?;
         let mut map = HashMap::new();
@@ -82,7 +82,7 @@ impl Params {
         Ok(Params(map))
     }
 
-    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
         match self.0.get(name).map(String::as_str) {
             None | Some("false") | Some("0") => Ok(false),
             Some("") | Some("true") | Some("1") => Ok(true),
@@ -112,7 +112,7 @@ impl Params {
 
 /// The path a route captured. Root routes capture nothing; a capture that is not UTF-8
 /// once percent-decoded is a bad path, answered in JSON like every other.
-type Captured = Result<Path<String>, PathRejection>;
+pub(crate) type Captured = Result<Path<String>, PathRejection>;
 
 fn node_path(captured: Captured) -> Result<String, ApiError> {
     let path = match captured {
@@ -132,7 +132,7 @@ fn node_path(captured: Captured) -> Result<String, ApiError> {
 }
 
 /// Reads a body up to the request limit, answering 413 with the limit past it.
-async fn read_body(app: &App, body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(app: &App, body: Body) -> Result<Bytes, ApiError> {
     let limit = app.limits.max_request_bytes;
     axum::body::to_bytes(body, limit)
         .await
@@ -224,7 +224,7 @@ async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
     }
     if let Some(after) = p.number::<u64>("wait_revision")? {
         let timeout = parse_timeout(p.text("timeout"))?;
-        crate::watch::wait_for_change(&app.hub, scope(&path, children, recursive)?, after, timeout).await?;
+        crate::watch::wait_for_change(&app.hub, vec![scope(&path, children, recursive)?], after, timeout).await?;
     } else if p.text("timeout").is_some() {
         return Err(ApiError::invalid_request("timeout goes with wait_revision").into());
     }
@@ -349,18 +349,23 @@ async fn txn(State(app): AppState, uri: Uri, body: Body) -> Answer {
     }
 }
 
-async fn watch(State(app): AppState, uri: Uri, headers: axum::http::HeaderMap, path: Captured) -> Answer {
-    let path = node_path(path)?;
-    let p = Params::parse(&uri, &["children", "recursive", "from_revision", "prev", "snapshot", "encoding"])?;
-    let last_event_id = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
+/// The revision a reconnecting SSE client last saw.
+pub(crate) fn last_event_id(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
             v.to_str()
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::invalid_request("Last-Event-ID must be a revision number"))?,
-        ),
-    };
+                .ok_or_else(|| ApiError::invalid_request("Last-Event-ID must be a revision number"))
+        })
+        .transpose()
+}
+
+async fn watch(State(app): AppState, uri: Uri, headers: axum::http::HeaderMap, path: Captured) -> Answer {
+    let path = node_path(path)?;
+    let p = Params::parse(&uri, &["children", "recursive", "from_revision", "prev", "snapshot", "encoding"])?;
+    let last_event_id = last_event_id(&headers)?;
     // Last-Event-ID resumes after that revision; from_revision=N starts at N.
     let after = last_event_id.or(p.number::<u64>("from_revision")?.map(|n| n.saturating_sub(1)));
     let opts = StreamOptions {
@@ -639,6 +644,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/cluster/members", post(add_member))
         .route("/v1/cluster/members/{id}/promote", post(promote_member))
         .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member))
+        .merge(crate::coord::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

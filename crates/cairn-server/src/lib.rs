@@ -3,11 +3,13 @@
 
 pub mod batcher;
 pub mod config;
+pub mod coord;
 pub mod forward;
 pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod node;
+pub mod queue;
 pub mod reads;
 pub mod watch;
 

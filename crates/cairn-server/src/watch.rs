@@ -110,7 +110,8 @@ pub struct Delivery {
 }
 
 struct Entry {
-    scope: Scope,
+    /// Usually one; a waiter on a lock queue watches its predecessor and itself.
+    scopes: Vec<Scope>,
     tx: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
 }
@@ -135,11 +136,13 @@ impl Index {
 
     fn remove(&mut self, id: u64) -> bool {
         let Some(entry) = self.entries.remove(&id) else { return false };
-        let (map, key) = self.slot(&entry.scope);
-        if let Some(set) = map.get_mut(&key) {
-            set.remove(&id);
-            if set.is_empty() {
-                map.remove(&key);
+        for scope in &entry.scopes {
+            let (map, key) = self.slot(scope);
+            if let Some(set) = map.get_mut(&key) {
+                set.remove(&id);
+                if set.is_empty() {
+                    map.remove(&key);
+                }
             }
         }
         true
@@ -183,6 +186,22 @@ pub struct Subscription {
     pub registered_at: u64,
 }
 
+impl Subscription {
+    /// The next routed revision for this subscription; `None` once the hub cut it.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Whether the hub cut this subscription for falling behind.
+    pub fn lagged(&self) -> bool {
+        self.lagged.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         if let Ok(mut index) = self.hub.index.lock() {
@@ -212,11 +231,25 @@ impl Hub {
         hub
     }
 
+    /// How often idle streams get a progress bookmark.
+    pub fn progress_interval(&self) -> Duration {
+        self.progress
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     pub fn dispatched(&self) -> u64 {
         self.dispatched.load(Ordering::Acquire)
     }
 
     pub fn subscribe(self: &Arc<Self>, scope: Scope) -> Result<Subscription, ApiError> {
+        self.subscribe_all(vec![scope])
+    }
+
+    /// One subscription for several scopes: a change in any of them is delivered once.
+    pub fn subscribe_all(self: &Arc<Self>, scopes: Vec<Scope>) -> Result<Subscription, ApiError> {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let lagged = Arc::new(AtomicBool::new(false));
         let mut index = self.index.lock().map_err(|_| ApiError::internal("watch hub poisoned"))?;
@@ -231,9 +264,11 @@ impl Hub {
         }
         let id = index.next_id;
         index.next_id += 1;
-        let (map, key) = index.slot(&scope);
-        map.entry(key).or_default().insert(id);
-        index.entries.insert(id, Entry { scope, tx, lagged: lagged.clone() });
+        for scope in &scopes {
+            let (map, key) = index.slot(scope);
+            map.entry(key).or_default().insert(id);
+        }
+        index.entries.insert(id, Entry { scopes, tx, lagged: lagged.clone() });
         // Read under the lock: routing bumps it under the same lock.
         let registered_at = self.dispatched();
         drop(index);
@@ -294,7 +329,7 @@ type Revisions = Vec<(u64, Vec<Arc<Change>>)>;
 /// the async runtime. Also returns the last revision the read covered: every change up to it
 /// is in the answer (none at all if its history was compacted), so the next read starts
 /// right after it.
-async fn read_changes(store: &Arc<Store>, from: u64, to: u64) -> Result<(Revisions, u64), ApiError> {
+pub(crate) async fn read_changes(store: &Arc<Store>, from: u64, to: u64) -> Result<(Revisions, u64), ApiError> {
     let end = to.min(from.saturating_add(HISTORY_STEP - 1));
     let store = store.clone();
     let revisions = tokio::task::spawn_blocking(move || read_range(&store, from, end))
@@ -384,7 +419,7 @@ pub fn open(hub: &Arc<Hub>, opts: StreamOptions) -> Result<axum::response::Respo
     Ok(axum::response::IntoResponse::into_response(sse))
 }
 
-fn event(kind: &str, id: Option<u64>, data: String) -> Result<SseEvent, Infallible> {
+pub(crate) fn event(kind: &str, id: Option<u64>, data: String) -> Result<SseEvent, Infallible> {
     let e = SseEvent::default().event(kind).data(data);
     Ok(match id {
         Some(id) => e.id(id.to_string()),
@@ -541,14 +576,15 @@ async fn stream(hub: Arc<Hub>, mut sub: Subscription, opts: StreamOptions, out: 
     }
 }
 
-/// Long-poll: waits until something in `scope` changes after `after`, or the timeout.
+/// Long-poll: waits until something in one of `scopes` changes after `after`, or the
+/// timeout.
 pub async fn wait_for_change(
     hub: &Arc<Hub>,
-    scope: Scope,
+    scopes: Vec<Scope>,
     after: u64,
     timeout: Duration,
 ) -> Result<(), ApiError> {
-    let mut sub = hub.subscribe(scope.clone())?;
+    let mut sub = hub.subscribe_all(scopes.clone())?;
     let compact = hub.store.compact_revision();
     if after.saturating_add(1) < compact {
         return Err(ApiError::compacted(after.saturating_add(1), compact));
@@ -556,7 +592,7 @@ pub async fn wait_for_change(
     let mut from = after + 1;
     while from <= sub.registered_at {
         let (revisions, covered) = read_changes(&hub.store, from, sub.registered_at).await?;
-        if revisions.iter().any(|(_, cs)| cs.iter().any(|c| scope.matches(&c.node.path))) {
+        if revisions.iter().any(|(_, cs)| cs.iter().any(|c| scopes.iter().any(|s| s.matches(&c.node.path)))) {
             return Ok(());
         }
         from = covered + 1;
