@@ -24,6 +24,8 @@ use tempfile::TempDir;
 
 pub use serde_json::json;
 
+pub mod sse;
+
 /// How long a member may take to become ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout of one HTTP request made by the harness.

@@ -4,98 +4,13 @@
 //! slow consumers cut and resumed without loss, long-poll, and snapshot-then-stream.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use cairn_tests::sse::{open_watch, Watch};
 use cairn_tests::{eventually, Cluster};
 use serde_json::Value;
-
-/// One server-sent event.
-#[derive(Debug, Clone)]
-struct Sse {
-    event: String,
-    id: Option<u64>,
-    data: Value,
-}
-
-/// A watch stream read by a background thread; `None` marks the end of the stream.
-struct Watch {
-    rx: mpsc::Receiver<Option<Sse>>,
-    resume: Option<mpsc::Sender<()>>,
-}
-
-/// Opens `target` (e.g. `/v1/watch/a?recursive`) on `addr`; with `paused`, nothing is read
-/// from the socket until [`Watch::resume`], so the server sees a slow consumer.
-fn open_watch(
-    addr: SocketAddr,
-    target: &str,
-    last_event_id: Option<u64>,
-    paused: bool,
-) -> Result<Watch, (u16, Value)> {
-    let client = reqwest::blocking::Client::builder().timeout(None::<Duration>).build().unwrap();
-    let mut req = client.get(format!("http://{addr}{target}"));
-    if let Some(id) = last_event_id {
-        req = req.header("Last-Event-ID", id.to_string());
-    }
-    let resp = req.send().unwrap();
-    if resp.status().as_u16() != 200 {
-        let status = resp.status().as_u16();
-        return Err((status, resp.json().unwrap_or(Value::Null)));
-    }
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let (tx, rx) = mpsc::channel();
-    let (resume_tx, resume_rx) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if paused {
-            let _ = resume_rx.recv();
-        }
-        let mut reader = BufReader::new(resp);
-        let (mut event, mut id, mut data) = (String::new(), None, String::new());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let l = line.trim_end_matches(['\r', '\n']);
-            if l.is_empty() {
-                if !data.is_empty() || !event.is_empty() {
-                    let parsed = serde_json::from_str(&data).unwrap_or(Value::Null);
-                    let e = Sse { event: std::mem::take(&mut event), id: id.take(), data: parsed };
-                    data.clear();
-                    if tx.send(Some(e)).is_err() {
-                        return;
-                    }
-                }
-            } else if let Some(v) = l.strip_prefix("event:") {
-                event = v.trim().to_owned();
-            } else if let Some(v) = l.strip_prefix("id:") {
-                id = v.trim().parse().ok();
-            } else if let Some(v) = l.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            }
-        }
-        let _ = tx.send(None);
-    });
-    Ok(Watch { rx, resume: paused.then_some(resume_tx) })
-}
-
-impl Watch {
-    fn next(&self, timeout: Duration) -> Option<Sse> {
-        self.rx.recv_timeout(timeout).ok().flatten()
-    }
-
-    fn resume(&mut self) {
-        if let Some(tx) = self.resume.take() {
-            let _ = tx.send(());
-        }
-    }
-}
 
 /// A change as a watcher saw it: (revision, type, path).
 type Seen = (u64, String, String);

@@ -101,10 +101,7 @@ async fn acquire(State(app): AppState, name: Result<Path<String>, PathRejection>
     Ok(reply(StatusCode::OK, app.header(app.store.revision().max(entry.create_revision)), body))
 }
 
-async fn release(
-    State(app): AppState,
-    params: Result<Path<(String, String)>, PathRejection>,
-) -> Answer {
+async fn release(State(app): AppState, params: Result<Path<(String, String)>, PathRejection>) -> Answer {
     let (name, key) = captured(params)?;
     let queue = Queue::lock(&name)?;
     let path = queue.entry_path(&key)?;
@@ -125,7 +122,11 @@ async fn lock_status(State(app): AppState, name: Result<Path<String>, PathReject
     let mut all = entries.iter().map(|e| e.to_json("fencing_token"));
     let holder = all.next();
     let waiters: Vec<Value> = all.collect();
-    Ok(reply(StatusCode::OK, app.header(revision), json!({ "name": queue.name, "holder": holder, "waiters": waiters })))
+    Ok(reply(
+        StatusCode::OK,
+        app.header(revision),
+        json!({ "name": queue.name, "holder": holder, "waiters": waiters }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -139,13 +140,10 @@ struct Campaign {
 
 async fn campaign(State(app): AppState, name: Result<Path<String>, PathRejection>, body: Body) -> Answer {
     let queue = Queue::election(&captured(name)?)?;
-    let req: Campaign = json_body(
-        &app,
-        body,
-        "{\"lease\": ID, \"value\": \"...\", \"timeout_ms\": N (optional)}",
-    )
-    .await?;
-    let entry = contend(&app, &queue, req.lease, req.value.into_bytes(), req.timeout_ms, "leadership").await?;
+    let req: Campaign =
+        json_body(&app, body, "{\"lease\": ID, \"value\": \"...\", \"timeout_ms\": N (optional)}").await?;
+    let entry =
+        contend(&app, &queue, req.lease, req.value.into_bytes(), req.timeout_ms, "leadership").await?;
     let mut body = entry.to_json("term");
     body["name"] = queue.name.into();
     Ok(reply(StatusCode::OK, app.header(app.store.revision().max(entry.create_revision)), body))
@@ -256,7 +254,9 @@ impl Observed {
     }
 
     fn apply(&mut self, changes: &[Arc<crate::watch::Change>]) {
-        for c in changes.iter().filter(|c| cairn_api::parent_of(&c.node.path) == Some(self.queue.dir.as_str())) {
+        for c in
+            changes.iter().filter(|c| cairn_api::parent_of(&c.node.path) == Some(self.queue.dir.as_str()))
+        {
             let rev = c.node.stat.create_revision;
             match c.kind {
                 EventKind::Delete => {

@@ -224,7 +224,8 @@ async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
     }
     if let Some(after) = p.number::<u64>("wait_revision")? {
         let timeout = parse_timeout(p.text("timeout"))?;
-        crate::watch::wait_for_change(&app.hub, vec![scope(&path, children, recursive)?], after, timeout).await?;
+        crate::watch::wait_for_change(&app.hub, vec![scope(&path, children, recursive)?], after, timeout)
+            .await?;
     } else if p.text("timeout").is_some() {
         return Err(ApiError::invalid_request("timeout goes with wait_revision").into());
     }

@@ -28,6 +28,9 @@ const PAGE: usize = 1000;
 /// A waiter re-checks its queue at least this often, even when nothing woke it.
 const RECHECK: Duration = Duration::from_secs(30);
 
+/// How long a follower may take to apply the entry it just had the leader create.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
 /// One contender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -162,6 +165,7 @@ impl Queue {
             parents: true,
         };
         let applied = app.write(Command::Op(op)).await?;
+        app.hub.wait_applied(applied.revision, APPLY_WAIT).await?;
         match applied.output {
             Output::Op(OpResult::Created { node }) => Ok(Entry {
                 key: node.path.rsplit('/').next().unwrap_or_default().to_owned(),

@@ -174,6 +174,7 @@ pub struct Hub {
     max_watchers: usize,
     progress: Duration,
     metrics: Arc<Metrics>,
+    applied: watch::Receiver<u64>,
 }
 
 /// A registered watcher; dropping it unregisters.
@@ -226,6 +227,7 @@ impl Hub {
             max_watchers,
             progress,
             metrics,
+            applied: applied.clone(),
         });
         tokio::spawn(dispatch(hub.clone(), applied));
         hub
@@ -238,6 +240,19 @@ impl Hub {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Waits until this member's state machine has applied `revision` (a write made
+    /// through the leader may not have reached a follower yet).
+    pub async fn wait_applied(&self, revision: u64, timeout: Duration) -> Result<(), ApiError> {
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout(timeout, applied.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok());
+        match reached {
+            true => Ok(()),
+            false => Err(ApiError::unavailable(format!(
+                "this member has not applied revision {revision} yet; it is behind the leader"
+            ))),
+        }
     }
 
     pub fn dispatched(&self) -> u64 {
@@ -329,7 +344,11 @@ type Revisions = Vec<(u64, Vec<Arc<Change>>)>;
 /// the async runtime. Also returns the last revision the read covered: every change up to it
 /// is in the answer (none at all if its history was compacted), so the next read starts
 /// right after it.
-pub(crate) async fn read_changes(store: &Arc<Store>, from: u64, to: u64) -> Result<(Revisions, u64), ApiError> {
+pub(crate) async fn read_changes(
+    store: &Arc<Store>,
+    from: u64,
+    to: u64,
+) -> Result<(Revisions, u64), ApiError> {
     let end = to.min(from.saturating_add(HISTORY_STEP - 1));
     let store = store.clone();
     let revisions = tokio::task::spawn_blocking(move || read_range(&store, from, end))
