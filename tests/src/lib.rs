@@ -258,6 +258,17 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra flags for every member (e.g. `--snapshot-logs 20`).
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_routed(n, extra, |_, _, peer| peer)
+    }
+
+    /// Like [`Cluster::start_with`], and member `i` dials member `j` at
+    /// `dial(i, j, peer address of j)` (`--peer-routes`): the fault-injection suite puts a
+    /// proxy on every directed link this way. `dial` runs before any member starts.
+    pub fn start_routed(
+        n: usize,
+        extra: &[&str],
+        mut dial: impl FnMut(usize, usize, SocketAddr) -> SocketAddr,
+    ) -> Cluster {
         assert!(n >= 1);
         let bin = binary();
         let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().expect("temp dir");
@@ -271,6 +282,16 @@ impl Cluster {
             let id = i as u64 + 1;
             let client_addr = SocketAddr::from((ip, ports[2 * i]));
             let mut args = vec!["--initial-cluster".to_owned(), initial.clone()];
+            let routes: Vec<String> = (0..n)
+                .filter(|&j| j != i)
+                .filter_map(|j| {
+                    let to = dial(i, j, peers[j]);
+                    (to != peers[j]).then(|| format!("{}={to}", j + 1))
+                })
+                .collect();
+            if !routes.is_empty() {
+                args.extend(["--peer-routes".to_owned(), routes.join(",")]);
+            }
             args.extend(extra.iter().map(|s| s.to_string()));
             cluster.add_process(id, client_addr, peers[i], args);
         }
@@ -396,6 +417,26 @@ impl Cluster {
         if let Some(mut c) = self.members[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP member i: it keeps its sockets but answers nothing until [`Cluster::resume`].
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    /// SIGCONT member i.
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    fn signal(&mut self, i: usize, sig: libc::c_int) {
+        if let Some(pid) = self.pid(i) {
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on the pid of a child we still own (not yet reaped).
+            unsafe {
+                libc::kill(pid as libc::pid_t, sig);
+            }
         }
     }
 

@@ -3,6 +3,8 @@
 //! meant for, and a member refuses traffic for another id, so a stale address book cannot
 //! make two members mix their logs.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -29,10 +31,12 @@ pub const PEER_BODY_LIMIT: usize = 64 << 20;
 #[derive(Clone)]
 pub struct PeerNetwork {
     client: reqwest::Client,
+    /// Addresses to dial instead of the advertised ones (NAT, or a fault-injection proxy).
+    routes: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl PeerNetwork {
-    pub fn new() -> Self {
+    pub fn new(routes: BTreeMap<NodeId, String>) -> Self {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(16)
@@ -40,17 +44,16 @@ impl PeerNetwork {
             .connect_timeout(Duration::from_millis(500))
             .build()
             .unwrap_or_default();
-        PeerNetwork { client }
+        PeerNetwork { client, routes: Arc::new(routes) }
     }
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
-}
 
-impl Default for PeerNetwork {
-    fn default() -> Self {
-        Self::new()
+    /// The address to dial for member `id`, which advertises `advertised`.
+    pub fn dial<'a>(&'a self, id: NodeId, advertised: &'a str) -> &'a str {
+        self.routes.get(&id).map_or(advertised, String::as_str)
     }
 }
 
@@ -59,7 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     /// Cheap: openraft calls this for every heartbeat round of a read index.
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
-        PeerClient { client: self.client.clone(), target, base: format!("http://{}", node.addr) }
+        PeerClient { client: self.client.clone(), target, base: format!("http://{}", self.dial(target, &node.addr)) }
     }
 }
 

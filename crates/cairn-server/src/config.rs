@@ -32,6 +32,11 @@ pub struct Args {
     /// The founding members as `id=host:port` of their peer listeners, comma separated.
     #[arg(long)]
     pub initial_cluster: Option<String>,
+    /// Addresses to dial instead of the ones members advertise, as `id=host:port`, comma
+    /// separated: for NAT or a proxy in between (the fault-injection tests put one on
+    /// every directed link this way).
+    #[arg(long)]
+    pub peer_routes: Option<String>,
     /// Start empty and wait to be added as a learner by an existing cluster.
     #[arg(long)]
     pub join: bool,
@@ -63,6 +68,7 @@ struct FileConfig {
     listen_client: Option<SocketAddr>,
     listen_peer: Option<SocketAddr>,
     initial_cluster: Option<String>,
+    peer_routes: Option<String>,
     join: Option<bool>,
     snapshot_logs: Option<u64>,
     history_revisions: Option<u64>,
@@ -80,6 +86,8 @@ pub struct Config {
     pub listen_client: SocketAddr,
     pub listen_peer: SocketAddr,
     pub initial_cluster: BTreeMap<u64, String>,
+    /// Where to dial a member instead of its advertised peer address.
+    pub peer_routes: BTreeMap<u64, String>,
     pub join: bool,
     pub snapshot_logs: u64,
     pub history_revisions: u64,
@@ -135,28 +143,31 @@ pub enum ConfigError {
     Parse(PathBuf, toml::de::Error),
     #[error("--initial-cluster: {0} (expected id=host:port,id=host:port,...)")]
     InitialCluster(String),
+    #[error("--peer-routes: {0} (expected id=host:port,id=host:port,...)")]
+    PeerRoutes(String),
     #[error("{0}")]
     Invalid(String),
 }
 
-fn parse_cluster(spec: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+/// `id=host:port,...`; errors name what is wrong, the caller names the flag.
+fn parse_members(spec: &str) -> Result<BTreeMap<u64, String>, String> {
     let mut out = BTreeMap::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part
             .split_once('=')
-            .ok_or_else(|| ConfigError::InitialCluster(format!("'{part}' has no '='")))?;
+            .ok_or_else(|| format!("'{part}' has no '='"))?;
         let id: u64 = id
             .trim()
             .parse()
-            .map_err(|_| ConfigError::InitialCluster(format!("'{id}' is not a member id")))?;
+            .map_err(|_| format!("'{id}' is not a member id"))?;
         if id == 0 {
-            return Err(ConfigError::InitialCluster("member ids start at 1".into()));
+            return Err("member ids start at 1".into());
         }
         let addr = addr.trim();
         addr.parse::<SocketAddr>()
-            .map_err(|_| ConfigError::InitialCluster(format!("'{addr}' is not host:port")))?;
+            .map_err(|_| format!("'{addr}' is not host:port"))?;
         if out.insert(id, addr.to_owned()).is_some() {
-            return Err(ConfigError::InitialCluster(format!("member {id} is listed twice")));
+            return Err(format!("member {id} is listed twice"));
         }
     }
     Ok(out)
@@ -177,8 +188,12 @@ impl Config {
         }
         let listen_peer = args.listen_peer.or(file.listen_peer).unwrap_or(([127, 0, 0, 1], 7380).into());
         let initial_cluster = match args.initial_cluster.or(file.initial_cluster) {
-            Some(spec) => parse_cluster(&spec)?,
+            Some(spec) => parse_members(&spec).map_err(ConfigError::InitialCluster)?,
             None => BTreeMap::from([(id, listen_peer.to_string())]),
+        };
+        let peer_routes = match args.peer_routes.or(file.peer_routes) {
+            Some(spec) => parse_members(&spec).map_err(ConfigError::PeerRoutes)?,
+            None => BTreeMap::new(),
         };
         let join = args.join || file.join.unwrap_or(false);
         if !join && !initial_cluster.contains_key(&id) {
@@ -197,6 +212,7 @@ impl Config {
             listen_client: args.listen_client.or(file.listen_client).unwrap_or(([127, 0, 0, 1], 7379).into()),
             listen_peer,
             initial_cluster,
+            peer_routes,
             join,
             snapshot_logs: args.snapshot_logs.or(file.snapshot_logs).unwrap_or(10_000).max(10),
             history_revisions: args.history_revisions.or(file.history_revisions).unwrap_or(100_000).max(1),

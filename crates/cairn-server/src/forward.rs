@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use cairn_raft::{check_target, decode, encode, parse, reply, Refusal, TARGET_HEADER};
+use cairn_raft::{check_target, decode, encode, parse, reply, PeerNetwork, Refusal, TARGET_HEADER};
 use cairn_store::{Applied, Command};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -43,12 +43,12 @@ pub enum AdminOp {
 
 #[derive(Clone)]
 pub struct Forwarder {
-    client: reqwest::Client,
+    network: PeerNetwork,
 }
 
 impl Forwarder {
-    pub fn new(client: reqwest::Client) -> Self {
-        Forwarder { client }
+    pub fn new(network: PeerNetwork) -> Self {
+        Forwarder { network }
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -60,8 +60,10 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<Resp, WriteError> {
         let body = encode(req).map_err(|e| WriteError::Api(cairn_api::ApiError::internal(e.to_string())))?;
+        let addr = self.network.dial(target, addr);
         let sent = self
-            .client
+            .network
+            .client()
             .post(format!("http://{addr}/cairn/{route}"))
             .header(TARGET_HEADER, target.to_string())
             .timeout(timeout)

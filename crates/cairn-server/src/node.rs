@@ -315,7 +315,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .await
         .map_err(|e| StartError::Storage(config.data_dir.display().to_string(), Box::new(e)))?;
     let applied = storage.state_machine.applied_revision();
-    let network = PeerNetwork::new();
+    let network = PeerNetwork::new(config.peer_routes.clone());
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config(&config)?),
@@ -326,7 +326,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
     let metrics = Arc::new(Metrics::new()?);
-    let forwarder = Forwarder::new(network.client().clone());
+    let forwarder = Forwarder::new(network.clone());
 
     let local_reads = {
         let raft = raft.clone();
