@@ -62,7 +62,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     /// Cheap: openraft calls this for every heartbeat round of a read index.
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
-        PeerClient { client: self.client.clone(), target, base: format!("http://{}", self.dial(target, &node.addr)) }
+        PeerClient {
+            client: self.client.clone(),
+            target,
+            base: format!("http://{}", self.dial(target, &node.addr)),
+        }
     }
 }
 

@@ -153,19 +153,13 @@ pub enum ConfigError {
 fn parse_members(spec: &str) -> Result<BTreeMap<u64, String>, String> {
     let mut out = BTreeMap::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("'{part}' has no '='"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{id}' is not a member id"))?;
+        let (id, addr) = part.split_once('=').ok_or_else(|| format!("'{part}' has no '='"))?;
+        let id: u64 = id.trim().parse().map_err(|_| format!("'{id}' is not a member id"))?;
         if id == 0 {
             return Err("member ids start at 1".into());
         }
         let addr = addr.trim();
-        addr.parse::<SocketAddr>()
-            .map_err(|_| format!("'{addr}' is not host:port"))?;
+        addr.parse::<SocketAddr>().map_err(|_| format!("'{addr}' is not host:port"))?;
         if out.insert(id, addr.to_owned()).is_some() {
             return Err(format!("member {id} is listed twice"));
         }

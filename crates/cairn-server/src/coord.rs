@@ -224,6 +224,9 @@ async fn observe(
 ) -> Answer {
     let queue = Queue::election(&captured(name)?)?;
     let after = last_event_id(&headers)?;
+    // The first event must be as current as a linearizable read, also on a follower.
+    app.linearize().await?;
+    let current = app.store.revision();
     let sub = app.hub.subscribe(Scope::Children(queue.dir.clone()))?;
     let compact = app.store.compact_revision();
     if let Some(after) = after {
@@ -232,7 +235,7 @@ async fn observe(
         }
     }
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(observe_stream(app.clone(), queue, sub, after, tx));
+    tokio::spawn(observe_stream(app.clone(), queue, sub, after, current, tx));
     let sse =
         Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     Ok(sse.into_response())
@@ -299,10 +302,19 @@ impl Observed {
     }
 }
 
-async fn observe_stream(app: Arc<App>, queue: Queue, mut sub: Subscription, after: Option<u64>, out: Out) {
-    // A client resuming from a revision this member has not reached yet starts from here
-    // and is sent only what follows its Last-Event-ID.
-    let base = after.map_or(sub.registered_at, |a| a.min(sub.registered_at));
+async fn observe_stream(
+    app: Arc<App>,
+    queue: Queue,
+    mut sub: Subscription,
+    after: Option<u64>,
+    current: u64,
+    out: Out,
+) {
+    // A new observer starts from the state at `current` (already applied here; the hub
+    // may not have routed it yet, and routed revisions up to it are skipped). A client
+    // resuming from a revision this member has not reached yet starts from here and is
+    // sent only what follows its Last-Event-ID.
+    let base = after.map_or(sub.registered_at.max(current), |a| a.min(sub.registered_at));
     let quiet_through = after.unwrap_or(0);
     let mut delivered = base;
     let result: Result<(), ApiError> = async {

@@ -146,17 +146,11 @@ impl Queue {
         Ok(out)
     }
 
-    /// Adds an entry for `lease`, or finds the one this lease already has: a client that
-    /// retries after an unknown outcome must not end up queued behind itself.
+    /// Adds an entry for `lease`, or keeps the one this lease already has: a client that
+    /// retries after an unknown outcome must not end up queued behind itself. The entry is
+    /// created first and the queue read after it (one write, no extra read-index round);
+    /// a newer duplicate is taken back out.
     pub async fn join(&self, app: &App, lease: u64, value: Vec<u8>) -> Result<Entry, ApiError> {
-        app.linearize().await?;
-        let existing = {
-            let view = app.store.read()?;
-            self.entries(&view, None, false)?.into_iter().find(|e| e.lease == Some(lease))
-        };
-        if let Some(entry) = existing {
-            return Ok(entry);
-        }
         let op = Op::Create {
             path: format!("{}/{}", self.dir, self.prefix),
             value,
@@ -166,17 +160,27 @@ impl Queue {
         };
         let applied = app.write(Command::Op(op)).await?;
         app.hub.wait_applied(applied.revision, APPLY_WAIT).await?;
-        match applied.output {
-            Output::Op(OpResult::Created { node }) => Ok(Entry {
-                key: node.path.rsplit('/').next().unwrap_or_default().to_owned(),
-                create_revision: node.stat.create_revision,
-                mod_revision: node.stat.mod_revision,
-                lease: node.stat.lease,
-                value: node.value,
-                path: node.path,
-            }),
-            other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+        let Output::Op(OpResult::Created { node }) = applied.output else {
+            return Err(ApiError::internal(format!("unexpected answer {:?}", applied.output)));
+        };
+        let older = {
+            let view = app.store.read()?;
+            self.entries(&view, None, false)?
+                .into_iter()
+                .find(|e| e.lease == Some(lease) && e.create_revision < node.stat.create_revision)
+        };
+        if let Some(entry) = older {
+            self.leave(app, &node.path, Some(node.stat.mod_revision)).await?;
+            return Ok(entry);
         }
+        Ok(Entry {
+            key: node.path.rsplit('/').next().unwrap_or_default().to_owned(),
+            create_revision: node.stat.create_revision,
+            mod_revision: node.stat.mod_revision,
+            lease: node.stat.lease,
+            value: node.value,
+            path: node.path,
+        })
     }
 
     /// Waits until `me` heads the queue. The local state is current for `me` (it was read

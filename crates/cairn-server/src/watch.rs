@@ -246,7 +246,9 @@ impl Hub {
     /// through the leader may not have reached a follower yet).
     pub async fn wait_applied(&self, revision: u64, timeout: Duration) -> Result<(), ApiError> {
         let mut applied = self.applied.clone();
-        let reached = tokio::time::timeout(timeout, applied.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok());
+        let reached = tokio::time::timeout(timeout, applied.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok());
         match reached {
             true => Ok(()),
             false => Err(ApiError::unavailable(format!(
