@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch bench-leases etcd
+.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch bench-leases bench-locks etcd
 
 # RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
 deps:
@@ -54,6 +54,13 @@ bench-watch: deps etcd
 bench-leases: deps etcd
 	$(CARGO) build --release --bin cairn --bin cairn-bench
 	./target/release/cairn-bench --leases --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10}
+
+# Locks and elections: lock+unlock cycles with 1 and 16 clients on one lock; election
+# failover after a revoke and after the leader's lease expires (FAILOVER_RUNS=5 each).
+bench-locks: deps etcd
+	$(CARGO) build --release --bin cairn --bin cairn-bench
+	./target/release/cairn-bench --locks --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10} \
+		--failover-runs $${FAILOVER_RUNS:-5}
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -20,15 +20,20 @@ use crate::Args;
 const EXPIRY_TTL_MS: u64 = 3_000;
 const EXPIRY_LEASES: usize = 1_000;
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap_or_default()
 }
 
-fn num(v: &Value) -> Option<u64> {
+pub(crate) fn num(v: &Value) -> Option<u64> {
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-async fn grant(http: &reqwest::Client, system: System, endpoint: &str, ttl_ms: u64) -> anyhow::Result<u64> {
+pub(crate) async fn grant(
+    http: &reqwest::Client,
+    system: System,
+    endpoint: &str,
+    ttl_ms: u64,
+) -> anyhow::Result<u64> {
     let v: Value = match system {
         System::Cairn => {
             http.post(format!("http://{endpoint}/v1/leases"))
@@ -46,7 +51,7 @@ async fn grant(http: &reqwest::Client, system: System, endpoint: &str, ttl_ms: u
     num(&v[if system == System::Cairn { "id" } else { "ID" }]).with_context(|| format!("grant answered {v}"))
 }
 
-async fn keep_alive(http: &reqwest::Client, system: System, endpoint: &str, id: u64) -> bool {
+pub(crate) async fn keep_alive(http: &reqwest::Client, system: System, endpoint: &str, id: u64) -> bool {
     let req = match system {
         System::Cairn => http.post(format!("http://{endpoint}/v1/leases/{id}/keepalive")),
         System::Etcd => http

@@ -1,11 +1,13 @@
 //! `cairn-bench`: starts a three-member Cairn cluster and a three-member etcd cluster on
 //! loopback (both fsync every commit), runs the same workloads against both, alternating,
 //! and prints a table (throughput, p50/p99/p999) with the Cairn/etcd ratio per row, plus
-//! the same as JSON under bench-results/.
+//! the same as JSON under bench-results/. `--watch`, `--leases` and `--locks` select the
+//! other suites.
 
 mod cluster;
 mod events;
 mod lease;
+mod locks;
 mod watch;
 mod workload;
 
@@ -61,6 +63,19 @@ pub struct Args {
     /// TTL of the kept-alive leases, in ms (lease benchmark); they are kept alive at a third of it.
     #[arg(long, default_value_t = 60_000)]
     pub lease_ttl_ms: u64,
+    /// Run the lock and election benchmark (three members each) instead of the key-value suite.
+    #[arg(long)]
+    pub locks: bool,
+    /// Clients contending for one lock, each with its own lease (lock benchmark).
+    #[arg(long, default_value_t = 16)]
+    pub lock_contenders: usize,
+    /// Election failovers per system and kind (revoke, expiry) (lock benchmark).
+    #[arg(long, default_value_t = 5)]
+    pub failover_runs: usize,
+    /// TTL of the leading candidate's lease, in ms (lock benchmark; Cairn's minimum is 2000,
+    /// etcd takes whole seconds).
+    #[arg(long, default_value_t = 2_000)]
+    pub failover_ttl_ms: u64,
 }
 
 /// Writes `json` as `<dir>/<prefix>-<unix time>.json`; returns the path.
@@ -110,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.leases {
         return lease::run(&args, &machine).await;
+    }
+    if args.locks {
+        return locks::run(&args, &machine).await;
     }
     println!(
         "3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row\n",
