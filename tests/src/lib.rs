@@ -24,6 +24,9 @@ use tempfile::TempDir;
 
 pub use serde_json::json;
 
+pub mod check;
+pub mod history;
+
 /// How long a member may take to become ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout of one HTTP request made by the harness.
