@@ -24,6 +24,9 @@ use tempfile::TempDir;
 
 pub use serde_json::json;
 
+pub mod chaos;
+pub mod check;
+pub mod history;
 pub mod sse;
 
 /// How long a member may take to become ready.

@@ -49,7 +49,10 @@ fn mutex_guards_never_overlap_and_tokens_increase_across_a_leader_kill() {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     while let Err(e) = client.release_lock("jobs", guard.key()).await {
-                        assert!(e.is_outcome_unknown() || e.status() == Some(503) || e.is_not_found(), "unlock: {e}");
+                        assert!(
+                            e.is_outcome_unknown() || e.status() == Some(503) || e.is_not_found(),
+                            "unlock: {e}"
+                        );
                         if e.is_not_found() {
                             break;
                         }
@@ -102,7 +105,11 @@ fn election_observers_see_every_leader_and_a_lost_session_hands_over() {
 
         let mut seen = Vec::new();
         while seen.len() < 3 {
-            let e = tokio::time::timeout(Duration::from_secs(10), observe.next()).await.unwrap().unwrap().unwrap();
+            let e = tokio::time::timeout(Duration::from_secs(10), observe.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             seen.push(e.leader.map(|l| (l.term, l.value)));
         }
         assert_eq!(
@@ -115,7 +122,8 @@ fn election_observers_see_every_leader_and_a_lost_session_hands_over() {
         );
         let term_b = lead_b.term;
         Election::new(&b, "svc").resign(lead_b).await.unwrap();
-        let e = tokio::time::timeout(Duration::from_secs(10), observe.next()).await.unwrap().unwrap().unwrap();
+        let e =
+            tokio::time::timeout(Duration::from_secs(10), observe.next()).await.unwrap().unwrap().unwrap();
         assert!(e.leader.is_none(), "after B resigned nobody leads (B had term {term_b})");
         b.close().await.unwrap();
     });

@@ -39,7 +39,11 @@ impl LinkProxy {
         let listener = TcpListener::bind((ip, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { cut: AtomicBool::new(false), stop: AtomicBool::new(false), open: Mutex::default() });
+        let shared = Arc::new(Shared {
+            cut: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            open: Mutex::default(),
+        });
         let acceptor = shared.clone();
         thread::spawn(move || accept_loop(listener, target, acceptor));
         Ok(LinkProxy { addr, shared })
