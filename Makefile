@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch bench-leases bench-locks etcd
+.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch bench-leases bench-locks etcd chaos
 
 # RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
 deps:
@@ -61,6 +61,12 @@ bench-locks: deps etcd
 	$(CARGO) build --release --bin cairn --bin cairn-bench
 	./target/release/cairn-bench --locks --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10} \
 		--failover-runs $${FAILOVER_RUNS:-5}
+
+# A fault-injection run (Jepsen style) with history checkers: SEED, DURATION (s), MEMBERS.
+# Prints progress and a summary; histories stay in chaos-results/.
+chaos: build
+	$(CARGO) build -p cairn-tests --bin cairn-chaos
+	./target/debug/cairn-chaos --seed $${SEED:-1} --duration $${DURATION:-60} --members $${MEMBERS:-3}
 
 lint:
 	$(CARGO) fmt --all -- --check
