@@ -120,3 +120,30 @@ fn a_full_restart_keeps_leases_and_restarts_their_countdown() {
     });
     assert!(back.elapsed() >= Duration::from_millis(3_000), "ended {:?} after the restart", back.elapsed());
 }
+
+#[test]
+fn an_isolated_leader_does_not_acknowledge_keep_alives() {
+    use cairn_tests::chaos::net::Network;
+    let net = std::cell::RefCell::new(Network::default());
+    let mut c = Cluster::start_routed(3, &[], |i, j, peer| net.borrow_mut().add_link(i, j, peer));
+    let net = net.into_inner();
+    let leader = c.leader();
+    let (id, _) = grant(&c, leader, 10_000);
+    let keepalive = format!("/v1/leases/{id}/keepalive");
+    c.post(leader, &keepalive, "").ok_json(200, c.id(leader));
+    net.isolate(leader, 3);
+    // Cut off, it cannot have its leadership confirmed after the renewal, so it must not
+    // acknowledge it: the others may already count the lease down under a new leader.
+    let sent = Instant::now();
+    match c.try_request(leader, reqwest::Method::POST, &keepalive, Vec::new()) {
+        Ok(r) => assert_ne!(r.status, 200, "an isolated leader acknowledged a keep-alive: {}", r.text()),
+        Err(e) => assert!(e.is_timeout(), "{e}"),
+    }
+    eprintln!("refused after {:?}", sent.elapsed());
+    net.heal();
+    let v = eventually(Duration::from_secs(20), "a keep-alive after healing", || {
+        let r = c.post(leader, &keepalive, "");
+        (r.status == 200).then(|| r.json())
+    });
+    assert_eq!(v["id"], id);
+}

@@ -176,8 +176,21 @@ impl App {
     }
 
     /// On the leader: renew a countdown (keep-alive) or tell what is left of it.
+    ///
+    /// A renewal is acknowledged only once a quorum has confirmed this member's leadership
+    /// *after* it: an old leader cut off from the others would otherwise acknowledge
+    /// keep-alives that the new leader, whose countdown started earlier, never sees, and
+    /// the lease would end before the TTL counted from the last acknowledged keep-alive.
     pub async fn lease_local(&self, op: LeaseOp) -> Result<u64, WriteError> {
-        let id = match op {
+        let left = self.lease_countdown(&op)?;
+        if let LeaseOp::KeepAlive(_) = op {
+            self.local_reads.read_index().await?;
+        }
+        Ok(left)
+    }
+
+    fn lease_countdown(&self, op: &LeaseOp) -> Result<u64, WriteError> {
+        let id = match *op {
             LeaseOp::KeepAlive(id) | LeaseOp::Remaining(id) => id,
         };
         let known = match op {
