@@ -4,7 +4,11 @@
 //! The checkers are pure functions of their inputs (times are nanoseconds since the start
 //! of a run), so a failing run can be saved as JSON lines and re-checked offline.
 
+pub mod lease;
 pub mod linearizable;
+pub mod lock;
+pub mod sequence;
+pub mod watch;
 
 /// Formats nanoseconds as milliseconds with microsecond precision, e.g. `12.345ms`.
 pub fn ms(ns: u64) -> String {
