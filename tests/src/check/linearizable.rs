@@ -37,7 +37,9 @@ use crate::history::{Outcome, RegisterOp, RegisterRecord};
 pub struct Budget {
     /// Search steps (operation placements tried) per key.
     pub steps_per_key: u64,
-    /// Search steps in total for shrinking one anomaly to a small sub-history.
+    /// Search steps in total for shrinking one anomaly to a small sub-history, or, when
+    /// the search of a key ran out, for proving an anomaly on a sub-history around the
+    /// place the search got stuck.
     pub shrink_steps: u64,
 }
 
@@ -55,6 +57,7 @@ pub struct LinReport {
     pub ops_checked: usize,
     pub anomalies: Vec<Anomaly>,
     /// Keys whose search ran out of budget: neither proven linearizable nor not.
+    /// (An anomaly found on a sub-history is still a proof, so it is reported as such.)
     pub undecided: Vec<String>,
 }
 
@@ -114,22 +117,19 @@ pub fn check_registers(ops: &[RegisterRecord], budget: Budget) -> LinReport {
         report.ops_checked += records.len();
         let lowered: Vec<Op> = records.iter().enumerate().map(|(i, r)| Op::from_record(i, r)).collect();
         let searched = search(&prepare(lowered.clone()), budget.steps_per_key);
-        match searched.verdict {
-            Verdict::Linearizable => {}
-            Verdict::Undecided => report.undecided.push(key.to_string()),
-            Verdict::NotLinearizable => {
-                let keep = shrink(&lowered, searched.stuck, budget.shrink_steps);
-                let mut sub: Vec<RegisterRecord> = keep.iter().map(|&i| records[i].clone()).collect();
-                sub.sort_by_key(|r| (r.invoke_ns, r.process));
-                let text = render(key, &sub, records.len());
-                report.anomalies.push(Anomaly {
-                    key: key.to_string(),
-                    ops: sub,
-                    shrunk_from: records.len(),
-                    text,
-                });
-            }
-        }
+        let proven = match searched.verdict {
+            Verdict::Linearizable => continue,
+            Verdict::NotLinearizable => true,
+            Verdict::Undecided => false,
+        };
+        let Some(keep) = shrink(&lowered, searched.stuck, proven, budget.shrink_steps) else {
+            report.undecided.push(key.to_string());
+            continue;
+        };
+        let mut sub: Vec<RegisterRecord> = keep.iter().map(|&i| records[i].clone()).collect();
+        sub.sort_by_key(|r| (r.invoke_ns, r.process));
+        let text = render(key, &sub, records.len());
+        report.anomalies.push(Anomaly { key: key.to_string(), ops: sub, shrunk_from: records.len(), text });
     }
     report
 }
@@ -163,15 +163,20 @@ fn render(key: &str, ops: &[RegisterRecord], total: usize) -> String {
     text
 }
 
-/// Shrinks a non-linearizable history to a sub-history that is still non-linearizable.
-/// Only removals that keep the sub-history a proof are tried: reads and mismatched CASes
-/// (pure constraints) and writes nobody left observes. First a jump to the ops around the
-/// place the search got stuck ([`around`]), then delta debugging: chunks of halving size,
-/// down to single ops. `ops[i].id == i`; returns the ids kept.
-fn shrink(ops: &[Op], stuck: Option<usize>, budget: u64) -> Vec<usize> {
+/// Shrinks a history to a sub-history that is non-linearizable. Only removals that keep the
+/// sub-history a proof are tried: reads and mismatched CASes (pure constraints) and writes
+/// nobody left observes — so a non-linearizable sub-history also proves the history
+/// non-linearizable, even one too big to search (`proven` false): then the ops around the
+/// place the search got stuck are the only hope ([`Shrinker::around`]). Otherwise that is
+/// just a first jump, followed by delta debugging: chunks of halving size, down to single
+/// ops. `ops[i].id == i`; returns the ids kept, or `None` if nothing was proven.
+fn shrink(ops: &[Op], stuck: Option<usize>, proven: bool, budget: u64) -> Option<Vec<usize>> {
     let mut shrinker = Shrinker { ops, spent: 0, budget };
-    let all: Vec<usize> = (0..ops.len()).collect();
-    let mut keep = stuck.and_then(|x| shrinker.around(x)).unwrap_or(all);
+    let mut keep = match stuck.and_then(|x| shrinker.around(x)) {
+        Some(keep) => keep,
+        None if proven => (0..ops.len()).collect(),
+        None => return None,
+    };
     let mut chunk = (keep.len() / 2).max(1);
     loop {
         let mut changed = false;
@@ -186,7 +191,7 @@ fn shrink(ops: &[Op], stuck: Option<usize>, budget: u64) -> Vec<usize> {
             }
         }
         if shrinker.spent >= budget || (chunk == 1 && !changed) {
-            return keep;
+            return Some(keep);
         }
         chunk = (chunk / 2).max(1);
     }
@@ -213,7 +218,9 @@ impl Shrinker<'_> {
     /// with mismatched CASes (which observe almost every write, so they block removals).
     fn around(&mut self, x: usize) -> Option<Vec<usize>> {
         let ops = self.ops;
-        let end = ops[x].ret;
+        // An unknown op's return is its horizon, unknown here: use the end of the history.
+        let end =
+            if ops[x].known { ops[x].ret } else { ops.iter().filter(|o| o.known).map(|o| o.ret).max()? };
         let start = ops.iter().map(|o| o.invoke).min()?;
         let all: Vec<usize> = (0..ops.len()).collect();
         let mut tried = Vec::new();

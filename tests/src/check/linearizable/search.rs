@@ -30,8 +30,8 @@ pub(super) struct Searched {
     pub verdict: Verdict,
     /// Placements tried.
     pub steps: u64,
-    /// When not linearizable: the [`Op::id`] of the op whose return blocked the deepest
-    /// attempt, i.e. where the history stops making sense.
+    /// Unless linearizable: the [`Op::id`] of the op whose return blocked the deepest
+    /// attempt, i.e. where the history seems to stop making sense.
     pub stuck: Option<usize>,
 }
 
@@ -180,6 +180,8 @@ struct Frame {
 struct Search<'a> {
     ops: &'a [Op],
     entries: Entries,
+    /// Each op's index among the ops of its kind (must / optional), for the bit sets.
+    slot: Vec<usize>,
     /// Placed ops that must be placed.
     definite: Bits,
     /// Optional ops applied or dropped.
@@ -258,9 +260,9 @@ impl Search<'_> {
 
     fn flip(&mut self, op: usize) {
         if self.ops[op].must {
-            self.definite.flip(op);
+            self.definite.flip(self.slot[op]);
         } else {
-            self.resolved.flip(op);
+            self.resolved.flip(self.slot[op]);
         }
     }
 }
@@ -269,11 +271,21 @@ impl Search<'_> {
 /// moves.
 pub(super) fn search(ops: &[Op], budget: u64) -> Searched {
     let remaining = ops.iter().filter(|o| o.must).count();
+    let (mut musts, mut optionals) = (0, 0);
+    let slot = ops
+        .iter()
+        .map(|o| {
+            let count = if o.must { &mut musts } else { &mut optionals };
+            *count += 1;
+            *count - 1
+        })
+        .collect();
     let mut s = Search {
         ops,
         entries: Entries::new(ops),
-        definite: Bits::new(ops.len()),
-        resolved: Bits::new(ops.len()),
+        slot,
+        definite: Bits::new(musts),
+        resolved: Bits::new(optionals),
         reg: Reg::Is(None),
         remaining,
         path: Vec::new(),
@@ -289,7 +301,7 @@ pub(super) fn search(ops: &[Op], budget: u64) -> Searched {
             return Searched { verdict: Verdict::Linearizable, steps: s.steps, stuck: None };
         }
         if s.steps >= budget {
-            return Searched { verdict: Verdict::Undecided, steps: s.steps, stuck: None };
+            return Searched { verdict: Verdict::Undecided, steps: s.steps, stuck: stuck.1 };
         }
         let candidates = s.candidates(mv);
         if candidates.iter().enumerate().skip(from).any(|(i, &op)| s.try_move(op, mv, i)) {

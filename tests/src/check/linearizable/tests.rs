@@ -418,3 +418,17 @@ fn agrees_with_brute_force_on_small_random_histories() {
     }
     assert!(yes > 300 && no > 300, "{yes} linearizable, {no} not");
 }
+
+#[test]
+fn anomaly_in_a_history_too_big_to_search_is_proven_locally() {
+    let mut h = simulate(7, 1, 8, 60, 0.05);
+    let end = h.records.iter().map(|r| r.complete_ns).max().unwrap_or(0) + 10 * MS;
+    h.ok(100, "k0", write(1_000_001), (end, end + MS))
+        .ok(101, "k0", write(1_000_002), (end + 2 * MS, end + 3 * MS))
+        .ok(100, "k0", read(Some(1_000_001)), (end + 4 * MS, end + 5 * MS));
+    // Enough steps to reach the stale read, too few to search the whole history (~600k).
+    let report = check_registers(&h.records, Budget { steps_per_key: 250_000, shrink_steps: 1_000_000 });
+    assert!(report.undecided.is_empty(), "{report}");
+    assert_eq!(report.anomalies.len(), 1, "{report}");
+    assert_eq!(report.anomalies[0].ops.len(), 3, "{report}");
+}
