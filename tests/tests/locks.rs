@@ -327,3 +327,45 @@ fn elections_show_one_leader_at_a_time_with_increasing_terms() {
     .error(400, "invalid_request");
     c.post_json(0, "/v1/elections/svc/campaign", &json!({ "value": "x" })).error(400, "invalid_request");
 }
+
+#[test]
+fn a_retry_right_after_a_hang_up_keeps_its_entry() {
+    let c = Cluster::start(3);
+    let holder = grant(&c, 0, 30_000);
+    let mine = grant(&c, 1, 30_000);
+    let impatient = Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    for round in 0..10 {
+        let held = c.post_json(0, "/v1/locks/retry", &json!({ "lease": holder })).ok_json(200, c.id(0));
+        // Queue behind the holder, hang up, and retry at once with the same lease: the retry
+        // may be handed the first request's entry, which the hang-up must not then delete.
+        let member = 1 + round % 2;
+        let gone = impatient
+            .post(format!("http://{}/v1/locks/retry", c.client_addr(member)))
+            .body(json!({ "lease": mine }).to_string())
+            .send();
+        assert!(gone.is_err());
+        let retry = {
+            let addr = c.client_addr(member);
+            thread::spawn(move || {
+                let http = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+                call(
+                    &http,
+                    addr,
+                    "POST",
+                    "/v1/locks/retry",
+                    Some(json!({ "lease": mine, "timeout_ms": 10_000 })),
+                )
+            })
+        };
+        thread::sleep(Duration::from_millis(200));
+        let key = held["key"].as_str().unwrap();
+        c.delete(0, &format!("/v1/locks/retry/{key}")).ok_json(200, c.id(0));
+        let (status, v) = retry.join().unwrap().unwrap();
+        assert_eq!(status, 200, "round {round}: {v}");
+        thread::sleep(Duration::from_millis(300));
+        let state = c.get(2, "/v1/locks/retry").ok_json(200, c.id(2));
+        assert_eq!(state["holder"]["key"], v["key"], "round {round}: the retry's entry vanished: {state}");
+        assert_eq!(state["waiters"], json!([]), "round {round}: {state}");
+        c.delete(1, &format!("/v1/locks/retry/{}", v["key"].as_str().unwrap())).ok_json(200, c.id(1));
+    }
+}

@@ -165,13 +165,20 @@ impl Queue {
         };
         let older = {
             let view = app.store.read()?;
-            self.entries(&view, None, false)?
+            match self
+                .entries(&view, None, false)?
                 .into_iter()
                 .find(|e| e.lease == Some(lease) && e.create_revision < node.stat.create_revision)
+            {
+                Some(e) => Some(Entry { value: view.get(&e.path, None)?.value, ..e }),
+                None => None,
+            }
         };
         if let Some(entry) = older {
-            self.leave(app, &node.path, Some(node.stat.mod_revision)).await?;
-            return Ok(entry);
+            if let Some(claimed) = self.claim(app, entry).await? {
+                self.leave(app, &node.path, Some(node.stat.mod_revision)).await?;
+                return Ok(claimed);
+            }
         }
         Ok(Entry {
             key: node.path.rsplit('/').next().unwrap_or_default().to_owned(),
@@ -181,6 +188,28 @@ impl Queue {
             value: node.value,
             path: node.path,
         })
+    }
+
+    /// Takes over an older entry of the same lease by rewriting it: its `mod_revision`
+    /// changes, so the request that created it, if it is being abandoned right now (its
+    /// client hung up), can no longer delete it (that delete expects the old one). `None`
+    /// if it is already gone or changed.
+    async fn claim(&self, app: &App, entry: Entry) -> Result<Option<Entry>, ApiError> {
+        let op = Op::Put {
+            path: entry.path.clone(),
+            value: entry.value.clone(),
+            lease: entry.lease,
+            parents: false,
+            expect: Some(Expect::ModRevision(entry.mod_revision)),
+        };
+        match app.write(Command::Op(op)).await {
+            Ok(applied) => {
+                app.hub.wait_applied(applied.revision, APPLY_WAIT).await?;
+                Ok(Some(Entry { mod_revision: applied.revision, ..entry }))
+            }
+            Err(e) if matches!(e.code, ErrorCode::NotFound | ErrorCode::VersionConflict) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits until `me` heads the queue. The local state is current for `me` (it was read
