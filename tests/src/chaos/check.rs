@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::sessions::{LeaseLife, LockLog};
-use super::watchers::Seen;
-use super::workload::{Acked, SeqCreate};
+use super::sessions::{LockLog, EXPIRY_SLACK_MS};
+use super::workload::SeqCreate;
+use crate::check::lease::{self, LeaseRecord};
+use crate::check::watch::{self, AckedWrite, Event, StreamItem, WatchStream};
+use crate::check::{linearizable, lock};
 use crate::history::{History, Outcome};
 
 /// Sequential creates: every acknowledged create is there with its value, no name was
@@ -56,38 +58,15 @@ pub fn sequential(creates: &[SeqCreate], present: Option<&BTreeMap<String, Strin
 
 /// Every acknowledged register write and sequential create is in the committed history
 /// (read after every member was killed at once and restarted), at its revision.
-pub fn acknowledged(acked: &[Acked], creates: &[SeqCreate], committed: Option<&[Seen]>) -> Vec<String> {
+pub fn acknowledged(acked: &[AckedWrite], creates: &[SeqCreate], committed: Option<&[Event]>) -> Vec<String> {
     let Some(committed) = committed else {
         return vec!["could not read the committed history after the run".into()];
     };
-    let mut at: HashMap<(&str, u64), Option<&str>> = HashMap::new();
-    let mut anywhere: HashMap<&str, Vec<(u64, Option<&str>)>> = HashMap::new();
-    for s in committed {
-        if let Seen::Event { revision, path, value, kind } = s {
-            if kind != "delete" {
-                at.insert((path.as_str(), *revision), value.as_deref());
-            }
-            anywhere.entry(path.as_str()).or_default().push((*revision, value.as_deref()));
-        }
-    }
-    let mut out = Vec::new();
-    for a in acked {
-        match at.get(&(a.path.as_str(), a.revision)) {
-            Some(Some(v)) if *v == a.value => {}
-            Some(v) => out.push(format!(
-                "acknowledged write {} = {} at revision {} is recorded with {:?}",
-                a.path, a.value, a.revision, v
-            )),
-            None => out.push(format!(
-                "acknowledged write {} = {} at revision {} is missing from the committed history",
-                a.path, a.value, a.revision
-            )),
-        }
-    }
+    let mut out: Vec<String> =
+        watch::check_acknowledged(committed, acked).into_iter().map(|a| a.text).collect();
     for c in creates.iter().filter(|c| c.outcome == Outcome::Ok) {
         let Some(path) = c.path.as_deref() else { continue };
-        let found =
-            anywhere.get(path).is_some_and(|v| v.iter().any(|(_, val)| *val == Some(c.value.as_str())));
+        let found = committed.iter().any(|e| e.path == path && e.value.as_deref() == Some(c.value.as_str()));
         if !found {
             out.push(format!(
                 "acknowledged create {path} ({}) is missing from the committed history",
@@ -101,26 +80,55 @@ pub fn acknowledged(acked: &[Acked], creates: &[SeqCreate], committed: Option<&[
 /// Linearizability of the register history, key by key; anomalies come with a minimal
 /// sub-history, and keys the search could not decide are reported too.
 pub fn registers(history: &History, dir: &Path) -> Vec<String> {
-    let report = crate::check::linearizable::check_registers(&history.records, Default::default());
+    let report = linearizable::check_registers(&history.records, Default::default());
     let _ = std::fs::write(dir.join("linearizability.txt"), report.to_string());
     let mut out: Vec<String> = report.anomalies.iter().map(|a| a.text.clone()).collect();
     out.extend(report.undecided.iter().map(|k| format!("key {k}: the search ran out of budget (undecided)")));
     out
 }
 
+/// Each watcher's stream against the committed history: ordered, exactly once, no gap,
+/// resumed right after its Last-Event-ID, complete through the final revision.
 pub fn watches(
-    _streams: &[(Vec<Seen>, Option<u64>)],
-    _committed: Option<&[Seen]>,
-    _from: u64,
-    _to: u64,
+    streams: &[(Vec<StreamItem>, Option<u64>)],
+    committed: Option<&[Event]>,
+    from_revision: u64,
+    final_revision: u64,
 ) -> Vec<String> {
-    Vec::new()
+    let Some(committed) = committed else {
+        return vec!["could not read the committed history after the run".into()];
+    };
+    let streams: Vec<WatchStream> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, (items, last))| WatchStream {
+            name: format!("watcher {i}"),
+            scope: watch::Scope::Subtree("/chaos".into()),
+            start_revision: from_revision,
+            items: items.clone(),
+            covered_through: last.filter(|l| *l >= final_revision),
+        })
+        .collect();
+    let mut out: Vec<String> =
+        watch::check_streams(committed, &streams).into_iter().map(|a| a.text).collect();
+    for s in &streams {
+        if s.covered_through.is_none() {
+            out.push(format!("{} did not reach the final revision {final_revision} after the run", s.name));
+        }
+    }
+    out
 }
 
-pub fn leases(_lives: &[LeaseLife]) -> Vec<String> {
-    Vec::new()
+/// No lease ended before its TTL since the last acknowledged keep-alive; every lease left
+/// alone ended within its TTL plus the slack for failovers.
+pub fn leases(records: &[LeaseRecord]) -> Vec<String> {
+    lease::check_leases(records, EXPIRY_SLACK_MS * 1_000_000).into_iter().map(|a| a.text).collect()
 }
 
-pub fn locks(_log: &LockLog) -> Vec<String> {
-    Vec::new()
+/// No two holders at once as seen through fencing tokens. A refusal by the guard is right
+/// (not an anomaly) for a holder whose lease was reported lost while it held.
+pub fn locks(log: &LockLog) -> Vec<String> {
+    let actions: Vec<_> =
+        log.actions.iter().filter(|a| a.accepted || !log.lost_tokens.contains(&a.token)).cloned().collect();
+    lock::check_lock(&log.holds, &actions).into_iter().map(|a| a.text).collect()
 }

@@ -317,7 +317,8 @@ pub fn run(cfg: &Config) -> Report {
     let mut history = crate::history::History::new();
     let mut acked = Vec::new();
     for h in registers {
-        if let Ok(out) = take(h).downcast::<(crate::history::History, Vec<workload::Acked>)>() {
+        if let Ok(out) = take(h).downcast::<(crate::history::History, Vec<crate::check::watch::AckedWrite>)>()
+        {
             let (h, a) = *out;
             history.records.extend(h.records);
             acked.extend(a);
@@ -335,14 +336,14 @@ pub fn run(cfg: &Config) -> Report {
     let seq = take(seqs).downcast::<Vec<workload::SeqCreate>>().map(|b| *b).unwrap_or_default();
     let mut lease_lives = Vec::new();
     for h in leases {
-        if let Ok(out) = take(h).downcast::<Vec<sessions::LeaseLife>>() {
+        if let Ok(out) = take(h).downcast::<Vec<crate::check::lease::LeaseRecord>>() {
             lease_lives.extend(*out);
         }
     }
     let lock_log = take(locks).downcast::<sessions::LockLog>().map(|b| *b).unwrap_or_default();
     let mut streams = Vec::new();
     for h in watchers {
-        if let Ok(out) = take(h).downcast::<(Vec<watchers::Seen>, Option<u64>)>() {
+        if let Ok(out) = take(h).downcast::<(Vec<crate::check::watch::StreamItem>, Option<u64>)>() {
             streams.push(*out);
         }
     }
@@ -362,7 +363,7 @@ pub fn run(cfg: &Config) -> Report {
     let bank_last = workload::bank_final(&addrs);
     let seq_final = workload::sequential_final(&addrs);
     for (seen, last) in &mut streams {
-        watchers::catch_up(&ctx, seen, *last, from_revision, final_revision);
+        *last = watchers::catch_up(&ctx, seen, *last, from_revision, final_revision);
     }
     let committed = watchers::committed(&ctx, from_revision, final_revision);
     log(cfg, start, &format!("final revision {final_revision}; checking"));
@@ -384,7 +385,7 @@ pub fn run(cfg: &Config) -> Report {
     for l in &lease_lives {
         ops.entry("leases".into()).or_default().add(Outcome::Ok);
         for k in &l.keepalives {
-            ops.entry("lease keep-alives".into()).or_default().add(k.2);
+            ops.entry("lease keep-alives".into()).or_default().add(k.outcome);
         }
     }
     ops.entry("lock holds".into()).or_default().ok = lock_log.holds.len() as u64;
@@ -393,7 +394,8 @@ pub fn run(cfg: &Config) -> Report {
         ops.entry("guarded actions".into()).or_default().add(a.outcome);
     }
     for (seen, _) in &streams {
-        let events = seen.iter().filter(|s| matches!(s, watchers::Seen::Event { .. })).count() as u64;
+        let events =
+            seen.iter().filter(|s| matches!(s, crate::check::watch::StreamItem::Event(_))).count() as u64;
         ops.entry("watch events".into()).or_default().ok += events;
     }
 

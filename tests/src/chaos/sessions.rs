@@ -12,6 +12,8 @@ use serde_json::json;
 
 use super::client::{call, client, Answer};
 use super::workload::Ctx;
+use crate::check::lease::{KeepAlive, LeaseRecord};
+use crate::check::lock::{GuardAction, Hold};
 use crate::history::Outcome;
 
 /// TTL of the leases the lease workload watches expire.
@@ -19,23 +21,6 @@ pub const LEASE_TTL_MS: u64 = 3_000;
 /// How long after its keep-alives stop a lease must be gone: its TTL, a failover (a new
 /// leader restarts the countdown), and the faults of a run in between.
 pub const EXPIRY_SLACK_MS: u64 = 15_000;
-
-/// One lease's life as its client saw it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LeaseLife {
-    pub id: u64,
-    pub ttl_ms: u64,
-    pub grant_invoke_ns: u64,
-    pub grant_complete_ns: u64,
-    /// `(invoke, complete, outcome)` of each keep-alive.
-    pub keepalives: Vec<(u64, u64, Outcome)>,
-    /// When the client stopped keeping it alive.
-    pub stopped_ns: u64,
-    /// Completion of the first linearizable read that found its node gone.
-    pub observed_delete_ns: Option<u64>,
-    /// Until when the client looked.
-    pub observed_until_ns: u64,
-}
 
 fn node_gone(
     http: &reqwest::blocking::Client,
@@ -51,7 +36,7 @@ fn node_gone(
 }
 
 /// Grants a lease, binds a node to it, keeps it alive for 0–3 s, then watches it end.
-pub fn leases(ctx: &Ctx, worker: u64) -> Vec<LeaseLife> {
+pub fn leases(ctx: &Ctx, worker: u64) -> Vec<LeaseRecord> {
     let mut rng = ctx.rng_for(30_000 + worker);
     let http = client();
     let mut out = Vec::new();
@@ -76,13 +61,14 @@ pub fn leases(ctx: &Ctx, worker: u64) -> Vec<LeaseLife> {
         if !matches!(put, Answer::Status(201, _)) {
             continue;
         }
-        let mut life = LeaseLife {
-            id,
+        let mut life = LeaseRecord {
+            lease: id,
             ttl_ms: LEASE_TTL_MS,
             grant_invoke_ns: grant_invoke,
             grant_complete_ns: grant_complete,
             keepalives: Vec::new(),
-            stopped_ns: 0,
+            revoke: None,
+            stopped_ns: None,
             observed_delete_ns: None,
             observed_until_ns: 0,
         };
@@ -91,14 +77,19 @@ pub fn leases(ctx: &Ctx, worker: u64) -> Vec<LeaseLife> {
             let invoke = ctx.clock.now();
             let answer =
                 call(&http, ctx.member_for(&mut rng), "POST", &format!("/v1/leases/{id}/keepalive"), None);
-            life.keepalives.push((invoke, ctx.clock.now(), answer.write_outcome(&[200])));
+            life.keepalives.push(KeepAlive {
+                invoke_ns: invoke,
+                complete_ns: ctx.clock.now(),
+                outcome: answer.write_outcome(&[200]),
+            });
             if node_gone(&http, ctx, &mut rng, &path) == Some(true) {
                 life.observed_delete_ns = Some(ctx.clock.now());
                 break;
             }
         }
-        life.stopped_ns = ctx.clock.now();
-        let give_up = life.stopped_ns + (LEASE_TTL_MS + EXPIRY_SLACK_MS) * 1_000_000;
+        let stopped = ctx.clock.now();
+        life.stopped_ns = Some(stopped);
+        let give_up = stopped + (LEASE_TTL_MS + EXPIRY_SLACK_MS) * 1_000_000;
         while life.observed_delete_ns.is_none() && ctx.clock.now() < give_up {
             if node_gone(&http, ctx, &mut rng, &path) == Some(true) {
                 life.observed_delete_ns = Some(ctx.clock.now());
@@ -112,35 +103,13 @@ pub fn leases(ctx: &Ctx, worker: u64) -> Vec<LeaseLife> {
     out
 }
 
-/// One hold of the lock.
-#[derive(Debug, Clone, Serialize)]
-pub struct Hold {
-    pub process: u64,
-    pub token: u64,
-    pub acquire_invoke_ns: u64,
-    pub acquire_complete_ns: u64,
-    /// `None` when the release never got a definite answer.
-    pub release_invoke_ns: Option<u64>,
-    /// The holder's lease was reported lost while it held: the lock may have moved on.
-    pub lease_lost: bool,
-}
-
-/// One step a holder took on the guarded node.
-#[derive(Debug, Clone, Serialize)]
-pub struct GuardAction {
-    pub process: u64,
-    pub token: u64,
-    pub invoke_ns: u64,
-    pub complete_ns: u64,
-    pub outcome: Outcome,
-    /// The guard took it (no higher token had acted before).
-    pub accepted: bool,
-}
-
 #[derive(Debug, Default, Serialize)]
 pub struct LockLog {
     pub holds: Vec<Hold>,
     pub actions: Vec<GuardAction>,
+    /// Tokens of holds whose lease was reported lost while held: the lock may have moved
+    /// on, and the guard is right to refuse them.
+    pub lost_tokens: Vec<u64>,
     pub timeouts: u64,
 }
 
@@ -271,15 +240,19 @@ fn lock_worker(
         }
         // Release until the answer is definite: an entry left behind would be found again
         // by this lease and handed back with the same token.
-        let mut release_invoke = None;
+        let (mut release_invoke, mut release_outcome) = (None, None);
         for _ in 0..50 {
             let invoke = ctx.clock.now();
             match call(http, ctx.member_for(&mut rng), "DELETE", &format!("/v1/locks/chaos/{key}"), None) {
                 Answer::Status(200 | 404, _) => {
                     release_invoke = Some(release_invoke.unwrap_or(invoke));
+                    release_outcome = Some(Outcome::Ok);
                     break;
                 }
-                Answer::Unknown(_) => release_invoke = Some(release_invoke.unwrap_or(invoke)),
+                Answer::Unknown(_) => {
+                    release_invoke = Some(release_invoke.unwrap_or(invoke));
+                    release_outcome = Some(Outcome::Unknown);
+                }
                 _ => {}
             }
             thread::sleep(Duration::from_millis(100));
@@ -290,9 +263,12 @@ fn lock_worker(
             acquire_invoke_ns: acquire_invoke,
             acquire_complete_ns: acquire_complete,
             release_invoke_ns: release_invoke,
-            lease_lost: is_lost(lease),
+            release_outcome,
         };
         if let Ok(mut log) = log.lock() {
+            if is_lost(lease) {
+                log.lost_tokens.push(token);
+            }
             log.holds.push(hold);
             log.actions.extend(actions);
         }

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::client::{call, client, Answer, RunClock};
+use crate::check::watch::AckedWrite;
 use crate::history::{History, Outcome, RegisterOp};
 
 /// Logical process ids of one worker are `worker + k * PROCESS_STRIDE`.
@@ -49,15 +50,6 @@ impl Ctx {
     }
 }
 
-/// A write the cluster acknowledged: it must appear in the committed history at
-/// `revision` with `value`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Acked {
-    pub path: String,
-    pub value: String,
-    pub revision: u64,
-}
-
 fn header_revision(v: &Value) -> u64 {
     v["header"]["revision"].as_u64().unwrap_or(0)
 }
@@ -73,7 +65,7 @@ pub fn register_path(key: &str) -> String {
 }
 
 /// Reads, writes and compare-and-sets on a few registers; values are unique per write.
-pub fn registers(ctx: &Ctx, worker: u64) -> (History, Vec<Acked>) {
+pub fn registers(ctx: &Ctx, worker: u64) -> (History, Vec<AckedWrite>) {
     let mut rng = ctx.rng_for(worker);
     let http = client();
     let (mut history, mut acked) = (History::new(), Vec::new());
@@ -104,9 +96,9 @@ pub fn registers(ctx: &Ctx, worker: u64) -> (History, Vec<Acked>) {
                 let answer = call(&http, addr, "PUT", &format!("/v1/nodes{path}"), Some(unique.to_string()));
                 let outcome = answer.write_outcome(&[200, 201]);
                 if let Answer::Status(200 | 201, v) = &answer {
-                    acked.push(Acked {
+                    acked.push(AckedWrite {
                         path: path.clone(),
-                        value: unique.to_string(),
+                        value: Some(unique.to_string()),
                         revision: header_revision(v),
                     });
                 }
@@ -125,9 +117,9 @@ pub fn registers(ctx: &Ctx, worker: u64) -> (History, Vec<Acked>) {
                 let answer = call(&http, addr, "POST", "/v1/txn", Some(txn.to_string()));
                 let succeeded = matches!(&answer, Answer::Status(200, v) if v["succeeded"] == true);
                 if let (true, Answer::Status(_, v)) = (succeeded, &answer) {
-                    acked.push(Acked {
+                    acked.push(AckedWrite {
                         path: path.clone(),
-                        value: unique.to_string(),
+                        value: Some(unique.to_string()),
                         revision: header_revision(v),
                     });
                 }
