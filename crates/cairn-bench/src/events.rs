@@ -52,12 +52,61 @@ pub async fn open(
 /// Calls `on` with each message and the time its bytes arrived, until the stream ends.
 pub async fn follow(
     system: System,
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     mut on: impl FnMut(Message, Instant),
 ) -> anyhow::Result<()> {
     if system == System::Cairn {
         on(Message::Ready, Instant::now());
     }
+    blocks(system, resp, |text, now| {
+        match system {
+            System::Cairn => {
+                let kind = text.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("");
+                let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else { return true };
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if let (Some(k), Some(val)) = (v["node"]["path"].as_str(), v["node"]["value"].as_str()) {
+                    on(
+                        Message::Change {
+                            delete: kind == "delete",
+                            key: k.to_owned(),
+                            value: val.to_owned(),
+                        },
+                        now,
+                    );
+                }
+            }
+            System::Etcd => {
+                let v: Value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
+                if v["result"]["created"] == true {
+                    on(Message::Ready, now);
+                }
+                for e in v["result"]["events"].as_array().into_iter().flatten() {
+                    let dec = |f: &str| {
+                        e["kv"][f]
+                            .as_str()
+                            .and_then(|s| B64.decode(s).ok())
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    };
+                    if let Some(key) = dec("key") {
+                        let delete = e["type"] == "DELETE";
+                        on(Message::Change { delete, key, value: dec("value").unwrap_or_default() }, now);
+                    }
+                }
+            }
+        }
+        true
+    })
+    .await
+}
+
+/// Splits a stream into its messages (an SSE event for Cairn, a JSON line for etcd) and
+/// calls `on` with each one's text and the time its bytes arrived, until the stream ends
+/// or `on` says stop.
+pub async fn blocks(
+    system: System,
+    mut resp: reqwest::Response,
+    mut on: impl FnMut(&str, Instant) -> bool,
+) -> anyhow::Result<()> {
     let sep: &[u8] = if system == System::Cairn { b"\n\n" } else { b"\n" };
     let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
@@ -65,41 +114,8 @@ pub async fn follow(
         buf.extend_from_slice(&chunk);
         while let Some(pos) = buf.windows(sep.len()).position(|w| w == sep) {
             let block: Vec<u8> = buf.drain(..pos + sep.len()).collect();
-            let text = String::from_utf8_lossy(&block);
-            match system {
-                System::Cairn => {
-                    let kind = text.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("");
-                    let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
-                    let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                    if let (Some(k), Some(val)) = (v["node"]["path"].as_str(), v["node"]["value"].as_str()) {
-                        on(
-                            Message::Change {
-                                delete: kind == "delete",
-                                key: k.to_owned(),
-                                value: val.to_owned(),
-                            },
-                            now,
-                        );
-                    }
-                }
-                System::Etcd => {
-                    let v: Value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
-                    if v["result"]["created"] == true {
-                        on(Message::Ready, now);
-                    }
-                    for e in v["result"]["events"].as_array().into_iter().flatten() {
-                        let dec = |f: &str| {
-                            e["kv"][f]
-                                .as_str()
-                                .and_then(|s| B64.decode(s).ok())
-                                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        };
-                        if let Some(key) = dec("key") {
-                            let delete = e["type"] == "DELETE";
-                            on(Message::Change { delete, key, value: dec("value").unwrap_or_default() }, now);
-                        }
-                    }
-                }
+            if !on(&String::from_utf8_lossy(&block), now) {
+                return Ok(());
             }
         }
     }

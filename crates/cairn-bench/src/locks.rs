@@ -190,7 +190,7 @@ async fn observe(
     tx: mpsc::UnboundedSender<(Option<String>, Instant)>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    let mut resp = match system {
+    let resp = match system {
         System::Cairn => http.get(format!("http://{endpoint}/v1/elections/{name}/observe")).send().await?,
         System::Etcd => {
             http.post(format!("http://{endpoint}/v3/election/observe"))
@@ -200,41 +200,31 @@ async fn observe(
         }
     };
     anyhow::ensure!(resp.status().is_success(), "observe {name}: {}", resp.status());
-    let sep: &[u8] = if system == System::Cairn { b"\n\n" } else { b"\n" };
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let now = Instant::now();
-        buf.extend_from_slice(&chunk);
-        while let Some(pos) = buf.windows(sep.len()).position(|w| w == sep) {
-            let block: Vec<u8> = buf.drain(..pos + sep.len()).collect();
-            let text = String::from_utf8_lossy(&block);
-            let leader = match system {
-                System::Cairn => {
-                    if text.lines().find_map(|l| l.strip_prefix("event: ")) != Some("leader") {
-                        continue;
-                    }
-                    let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
-                    let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                    v["leader"]["value"].as_str().map(str::to_owned)
+    crate::events::blocks(system, resp, |text, now| {
+        let leader = match system {
+            System::Cairn => {
+                if text.lines().find_map(|l| l.strip_prefix("event: ")) != Some("leader") {
+                    return true;
                 }
-                System::Etcd => {
-                    // `{"result": {"header": …, "kv": {key, value (base64), …}}}`, one per leader.
-                    let v: Value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
-                    if v["result"].is_null() {
-                        continue;
-                    }
-                    v["result"]["kv"]["value"]
-                        .as_str()
-                        .and_then(|s| B64.decode(s).ok())
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                }
-            };
-            if tx.send((leader, now)).is_err() {
-                return Ok(());
+                let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else { return true };
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                v["leader"]["value"].as_str().map(str::to_owned)
             }
-        }
-    }
-    Ok(())
+            System::Etcd => {
+                // `{"result": {"header": …, "kv": {key, value (base64), …}}}`, one per leader.
+                let v: Value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
+                if v["result"].is_null() {
+                    return true;
+                }
+                v["result"]["kv"]["value"]
+                    .as_str()
+                    .and_then(|s| B64.decode(s).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            }
+        };
+        tx.send((leader, now)).is_ok()
+    })
+    .await
 }
 
 /// A spawned task that is stopped when this goes out of scope, also on an early return.

@@ -28,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::http::{last_event_id, read_body, reply, Answer};
 use crate::node::App;
 use crate::queue::{Entry, PendingEntry, Queue, WaitEnd};
-use crate::watch::{event, read_changes, Scope, Subscription};
+use crate::watch::{end_stream, event, read_changes, Out, Scope, Subscription};
 
 type AppState = State<Arc<App>>;
 
@@ -241,8 +241,6 @@ async fn observe(
     Ok(sse.into_response())
 }
 
-type Out = mpsc::Sender<Result<SseEvent, Infallible>>;
-
 /// The election's entries by `create_revision`, as an observer follows them.
 struct Observed {
     queue: Queue,
@@ -371,20 +369,10 @@ async fn observe_stream(
                 _ = out.closed() => return Ok(()),
             }
         }
-        if sub.lagged() {
-            let data = json!({
-                "reason": "this stream fell behind; reconnect with Last-Event-ID to resume",
-                "revision": delivered,
-            });
-            let _ = out.send(event("cancelled", None, data.to_string())).await;
-        }
         Ok(())
     }
     .await;
-    if let Err(e) = result {
-        let data = json!({ "code": e.code.as_str(), "message": e.message, "revision": delivered });
-        let _ = out.send(event("cancelled", None, data.to_string())).await;
-    }
+    end_stream(&out, sub.lagged(), delivered, result).await;
 }
 
 /// Applies one revision's changes and sends an event if the leadership changed; `false`

@@ -421,7 +421,7 @@ pub struct StreamOptions {
     pub encoding: Encoding,
 }
 
-type Out = mpsc::Sender<Result<SseEvent, Infallible>>;
+pub(crate) type Out = mpsc::Sender<Result<SseEvent, Infallible>>;
 
 /// Starts a watch: errors that belong in the HTTP status (compacted, limits) come back
 /// before the stream starts.
@@ -581,20 +581,24 @@ async fn stream(hub: Arc<Hub>, mut sub: Subscription, opts: StreamOptions, out: 
                 _ = out.closed() => return Ok(()),
             }
         }
-        if sub.lagged.load(Ordering::Relaxed) {
-            let data = json!({
-                "reason": "this stream fell behind; reconnect with Last-Event-ID (or from_revision) to resume",
-                "revision": delivered,
-            });
-            let _ = out.send(event("cancelled", None, data.to_string())).await;
-        }
         Ok(())
     }
     .await;
-    if let Err(e) = result {
-        let data = json!({ "code": e.code.as_str(), "message": e.message, "revision": delivered });
-        let _ = out.send(event("cancelled", None, data.to_string())).await;
-    }
+    end_stream(&out, sub.lagged(), delivered, result).await;
+}
+
+/// Ends a stream that was cut for falling behind or failed with a final `cancelled` event
+/// naming the revision to resume after (a stream the client closed just ends).
+pub(crate) async fn end_stream(out: &Out, lagged: bool, delivered: u64, result: Result<(), ApiError>) {
+    let data = match result {
+        Err(e) => json!({ "code": e.code.as_str(), "message": e.message, "revision": delivered }),
+        Ok(()) if lagged => json!({
+            "reason": "this stream fell behind; reconnect with Last-Event-ID to resume",
+            "revision": delivered,
+        }),
+        Ok(()) => return,
+    };
+    let _ = out.send(event("cancelled", None, data.to_string())).await;
 }
 
 /// Long-poll: waits until something in one of `scopes` changes after `after`, or the
