@@ -326,6 +326,8 @@ fn elections_show_one_leader_at_a_time_with_increasing_terms() {
     )
     .error(400, "invalid_request");
     c.post_json(0, "/v1/elections/svc/campaign", &json!({ "value": "x" })).error(400, "invalid_request");
+    c.get(0, "/v1/elections/svc?bogus").error(400, "invalid_request");
+    c.post_json(0, "/v1/locks/job?wait", &json!({ "lease": 1 })).error(400, "invalid_request");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::http::{last_event_id, read_body, reply, Answer};
+use crate::http::{last_event_id, read_body, reply, Answer, Params};
 use crate::node::App;
 use crate::queue::{Entry, PendingEntry, Queue, WaitEnd};
 use crate::watch::{end_stream, event, read_changes, Out, Scope, Subscription};
@@ -91,7 +91,13 @@ struct Acquire {
 
 const ACQUIRE_SHAPE: &str = "{\"lease\": ID, \"timeout_ms\": N (optional), \"value\": \"...\" (optional)}";
 
-async fn acquire(State(app): AppState, name: Result<Path<String>, PathRejection>, body: Body) -> Answer {
+async fn acquire(
+    State(app): AppState,
+    uri: Uri,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Answer {
+    Params::parse(&uri, &[])?;
     let queue = Queue::lock(&captured(name)?)?;
     let req: Acquire = json_body(&app, body, ACQUIRE_SHAPE).await?;
     let value = req.value.unwrap_or_default().into_bytes();
@@ -101,7 +107,12 @@ async fn acquire(State(app): AppState, name: Result<Path<String>, PathRejection>
     Ok(reply(StatusCode::OK, app.header(app.store.revision().max(entry.create_revision)), body))
 }
 
-async fn release(State(app): AppState, params: Result<Path<(String, String)>, PathRejection>) -> Answer {
+async fn release(
+    State(app): AppState,
+    uri: Uri,
+    params: Result<Path<(String, String)>, PathRejection>,
+) -> Answer {
+    Params::parse(&uri, &[])?;
     let (name, key) = captured(params)?;
     let queue = Queue::lock(&name)?;
     let path = queue.entry_path(&key)?;
@@ -116,7 +127,8 @@ async fn queue_state(app: &App, queue: &Queue) -> Result<(u64, Vec<Entry>), ApiE
     Ok((view.revision(), queue.entries(&view, None, true)?))
 }
 
-async fn lock_status(State(app): AppState, name: Result<Path<String>, PathRejection>) -> Answer {
+async fn lock_status(State(app): AppState, uri: Uri, name: Result<Path<String>, PathRejection>) -> Answer {
+    Params::parse(&uri, &[])?;
     let queue = Queue::lock(&captured(name)?)?;
     let (revision, entries) = queue_state(&app, &queue).await?;
     let mut all = entries.iter().map(|e| e.to_json("fencing_token"));
@@ -138,7 +150,13 @@ struct Campaign {
     timeout_ms: Option<u64>,
 }
 
-async fn campaign(State(app): AppState, name: Result<Path<String>, PathRejection>, body: Body) -> Answer {
+async fn campaign(
+    State(app): AppState,
+    uri: Uri,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Answer {
+    Params::parse(&uri, &[])?;
     let queue = Queue::election(&captured(name)?)?;
     let req: Campaign =
         json_body(&app, body, "{\"lease\": ID, \"value\": \"...\", \"timeout_ms\": N (optional)}").await?;
@@ -157,7 +175,13 @@ struct Proclaim {
 }
 
 /// A new value from the current leader; refused (409 `not_leader`) for any other entry.
-async fn proclaim(State(app): AppState, name: Result<Path<String>, PathRejection>, body: Body) -> Answer {
+async fn proclaim(
+    State(app): AppState,
+    uri: Uri,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Answer {
+    Params::parse(&uri, &[])?;
     let queue = Queue::election(&captured(name)?)?;
     let req: Proclaim = json_body(&app, body, "{\"key\": \"candidate-…\", \"value\": \"...\"}").await?;
     let path = queue.entry_path(&req.key)?;
@@ -194,7 +218,8 @@ async fn proclaim(State(app): AppState, name: Result<Path<String>, PathRejection
     ))
 }
 
-async fn leader(State(app): AppState, name: Result<Path<String>, PathRejection>) -> Answer {
+async fn leader(State(app): AppState, uri: Uri, name: Result<Path<String>, PathRejection>) -> Answer {
+    Params::parse(&uri, &[])?;
     let queue = Queue::election(&captured(name)?)?;
     let (revision, entries) = queue_state(&app, &queue).await?;
     let leader = entries.first().map(|e| e.to_json("term"));
@@ -207,7 +232,13 @@ struct Resign {
     key: String,
 }
 
-async fn resign(State(app): AppState, name: Result<Path<String>, PathRejection>, body: Body) -> Answer {
+async fn resign(
+    State(app): AppState,
+    uri: Uri,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Answer {
+    Params::parse(&uri, &[])?;
     let queue = Queue::election(&captured(name)?)?;
     let req: Resign = json_body(&app, body, "{\"key\": \"candidate-…\"}").await?;
     let path = queue.entry_path(&req.key)?;
@@ -219,9 +250,11 @@ async fn resign(State(app): AppState, name: Result<Path<String>, PathRejection>,
 /// first, then one `leader` event per change with the revision as its id.
 async fn observe(
     State(app): AppState,
+    uri: Uri,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Answer {
+    Params::parse(&uri, &[])?;
     let queue = Queue::election(&captured(name)?)?;
     let after = last_event_id(&headers)?;
     // The first event must be as current as a linearizable read, also on a follower.

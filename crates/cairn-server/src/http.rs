@@ -72,10 +72,11 @@ impl Params {
         let mut map = HashMap::new();
         for (k, v) in pairs {
             if !allowed.contains(&k.as_str()) {
-                return Err(ApiError::invalid_request(format!(
-                    "unknown parameter \"{k}\" (this call takes: {})",
-                    allowed.join(", ")
-                )));
+                let takes = match allowed {
+                    [] => "this call takes no parameters".to_owned(),
+                    _ => format!("this call takes: {}", allowed.join(", ")),
+                };
+                return Err(ApiError::invalid_request(format!("unknown parameter \"{k}\" ({takes})")));
             }
             map.insert(k, v);
         }
