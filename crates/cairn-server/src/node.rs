@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::batcher::{Batcher, WriteError};
 use crate::config::{Config, Limits};
-use crate::forward::{AdminOp, Forwarder, MemberStatus};
+use crate::forward::{AdminOp, ForwardQueue, Forwarder, MemberStatus};
 use crate::lease::{LeaseKeeper, LeaseOp, REVOKE_BATCH};
 use crate::metrics::Metrics;
 use crate::reads::ReadGate;
@@ -47,6 +47,7 @@ pub struct App {
     pub local_reads: ReadGate,
     pub remote_reads: ReadGate,
     pub forwarder: Forwarder,
+    pub forward_queue: ForwardQueue,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub hub: Arc<Hub>,
@@ -125,7 +126,7 @@ impl App {
             || self.batcher.propose(command.clone()),
             |id, addr| {
                 let command = &command;
-                async move { self.forwarder.propose(id, &addr, command).await }
+                async move { self.forward_queue.propose(id, &addr, command.clone()).await }
             },
         )
         .await
@@ -395,6 +396,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store: storage.store,
         local_reads,
         remote_reads,
+        forward_queue: ForwardQueue::start(forwarder.clone()),
         forwarder,
         metrics,
         limits: config.limits.clone(),
