@@ -611,6 +611,11 @@ impl Cluster {
         raw_request(self.members[i].client_addr, method, target, body)
     }
 
+    /// Member i's log file (stdout and stderr of every start).
+    pub fn log_file(&self, i: usize) -> &Path {
+        &self.members[i].log
+    }
+
     /// The last `lines` lines of member i's log.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let mut text = String::new();

@@ -120,9 +120,34 @@ pub fn watches(
 }
 
 /// No lease ended before its TTL since the last acknowledged keep-alive; every lease left
-/// alone ended within its TTL plus the slack for failovers.
-pub fn leases(records: &[LeaseRecord]) -> Vec<String> {
-    lease::check_leases(records, EXPIRY_SLACK_MS * 1_000_000).into_iter().map(|a| a.text).collect()
+/// alone ended within its TTL plus a slack. The slack grows with each fault that struck
+/// while the lease should have been ending: any fault may cost a failover, and a new leader
+/// restarts every countdown at its full TTL (DESIGN §3: a lease may end one TTL late per
+/// failover), after an election.
+pub fn leases(records: &[LeaseRecord], faults: &[(u64, u64)]) -> Vec<String> {
+    const ELECTION_NS: u64 = 3_000_000_000;
+    let mut out = Vec::new();
+    for r in records {
+        let ttl = r.ttl_ms * 1_000_000;
+        let from = r.stopped_ns.unwrap_or(r.grant_invoke_ns);
+        let mut slack = EXPIRY_SLACK_MS * 1_000_000;
+        // Widen until no further fault starts inside the window.
+        for _ in 0..faults.len() + 1 {
+            let end = from + ttl + slack;
+            let widened = EXPIRY_SLACK_MS * 1_000_000
+                + faults
+                    .iter()
+                    .filter(|(start, stop)| *start < end && *stop > from)
+                    .map(|(start, stop)| stop - start + ttl + ELECTION_NS)
+                    .sum::<u64>();
+            if widened == slack {
+                break;
+            }
+            slack = widened;
+        }
+        out.extend(lease::check_leases(std::slice::from_ref(r), slack).into_iter().map(|a| a.text));
+    }
+    out
 }
 
 /// No two holders at once as seen through fencing tokens. A refusal by the guard is right

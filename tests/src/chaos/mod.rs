@@ -293,10 +293,12 @@ pub fn run(cfg: &Config) -> Report {
         .expect("write the schedule");
     let mut report = Report { seed: cfg.seed, dir: dir.clone(), ..Report::default() };
     let begun = Instant::now();
+    let mut fault_times = Vec::new();
     for (k, p) in plan.iter().enumerate() {
         let at = begun + Duration::from_millis(p.at_ms);
         thread::sleep(at.saturating_duration_since(Instant::now()));
         let fallback = k % c.len();
+        let struck = clock.now();
         let (what, cure) = inject(&mut c, &net, &p.fault, fallback);
         *report.faults.entry(p.fault.kind().to_owned()).or_default() += 1;
         log(
@@ -306,6 +308,7 @@ pub fn run(cfg: &Config) -> Report {
         );
         thread::sleep(Duration::from_millis(p.hold_ms));
         heal(&mut c, &net, cure);
+        fault_times.push((struck, clock.now()));
         log(cfg, start, "healed");
     }
     thread::sleep((begun + cfg.duration).saturating_duration_since(Instant::now()));
@@ -424,8 +427,11 @@ pub fn run(cfg: &Config) -> Report {
         "watch".into(),
         check::watches(&streams, committed.as_deref(), from_revision, final_revision),
     );
-    anomalies.insert("lease".into(), check::leases(&lease_lives));
+    anomalies.insert("lease".into(), check::leases(&lease_lives, &fault_times));
     anomalies.insert("lock".into(), check::locks(&lock_log));
+    for i in 0..c.len() {
+        let _ = std::fs::copy(c.log_file(i), dir.join(format!("member-{}.log", c.id(i))));
+    }
     report.seconds = start.elapsed().as_secs_f64();
     let _ = std::fs::write(dir.join("summary.txt"), report.table());
     let _ =

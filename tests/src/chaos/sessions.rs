@@ -18,9 +18,12 @@ use crate::history::Outcome;
 
 /// TTL of the leases the lease workload watches expire.
 pub const LEASE_TTL_MS: u64 = 3_000;
-/// How long after its keep-alives stop a lease must be gone: its TTL, a failover (a new
-/// leader restarts the countdown), and the faults of a run in between.
-pub const EXPIRY_SLACK_MS: u64 = 15_000;
+/// How long after its keep-alives stop (plus TTL) a lease must be gone when no fault
+/// strikes meanwhile; each fault that does adds its length, a TTL (a new leader restarts
+/// every countdown) and an election (see `check::leases`).
+pub const EXPIRY_SLACK_MS: u64 = 5_000;
+/// How long a lease client watches for the end of its lease before giving up.
+const OBSERVE_MS: u64 = 45_000;
 
 fn node_gone(
     http: &reqwest::blocking::Client,
@@ -89,8 +92,8 @@ pub fn leases(ctx: &Ctx, worker: u64) -> Vec<LeaseRecord> {
         }
         let stopped = ctx.clock.now();
         life.stopped_ns = Some(stopped);
-        let give_up = stopped + (LEASE_TTL_MS + EXPIRY_SLACK_MS) * 1_000_000;
-        while life.observed_delete_ns.is_none() && ctx.clock.now() < give_up {
+        let give_up = stopped + (LEASE_TTL_MS + OBSERVE_MS) * 1_000_000;
+        while life.observed_delete_ns.is_none() && ctx.clock.now() < give_up && ctx.running() {
             if node_gone(&http, ctx, &mut rng, &path) == Some(true) {
                 life.observed_delete_ns = Some(ctx.clock.now());
             } else {
