@@ -36,6 +36,16 @@ fn captured<T>(raw: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     raw.map(|Path(v)| v).map_err(|e| ApiError::invalid_request(format!("invalid name: {}", e.body_text())))
 }
 
+/// The queue a lock or election route names (these calls take no query parameters).
+fn named(
+    uri: &Uri,
+    name: Result<Path<String>, PathRejection>,
+    queue: fn(&str) -> Result<Queue, ApiError>,
+) -> Result<Queue, ApiError> {
+    Params::parse(uri, &[])?;
+    queue(&captured(name)?)
+}
+
 async fn json_body<T: DeserializeOwned>(app: &App, body: Body, shape: &str) -> Result<T, ApiError> {
     let bytes = read_body(app, body).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_request(format!("expected {shape}: {e}")))
@@ -97,8 +107,7 @@ async fn acquire(
     name: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Answer {
-    Params::parse(&uri, &[])?;
-    let queue = Queue::lock(&captured(name)?)?;
+    let queue = named(&uri, name, Queue::lock)?;
     let req: Acquire = json_body(&app, body, ACQUIRE_SHAPE).await?;
     let value = req.value.unwrap_or_default().into_bytes();
     let entry = contend(&app, &queue, req.lease, value, req.timeout_ms, "lock").await?;
@@ -128,8 +137,7 @@ async fn queue_state(app: &App, queue: &Queue) -> Result<(u64, Vec<Entry>), ApiE
 }
 
 async fn lock_status(State(app): AppState, uri: Uri, name: Result<Path<String>, PathRejection>) -> Answer {
-    Params::parse(&uri, &[])?;
-    let queue = Queue::lock(&captured(name)?)?;
+    let queue = named(&uri, name, Queue::lock)?;
     let (revision, entries) = queue_state(&app, &queue).await?;
     let mut all = entries.iter().map(|e| e.to_json("fencing_token"));
     let holder = all.next();
@@ -156,8 +164,7 @@ async fn campaign(
     name: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Answer {
-    Params::parse(&uri, &[])?;
-    let queue = Queue::election(&captured(name)?)?;
+    let queue = named(&uri, name, Queue::election)?;
     let req: Campaign =
         json_body(&app, body, "{\"lease\": ID, \"value\": \"...\", \"timeout_ms\": N (optional)}").await?;
     let entry =
@@ -181,8 +188,7 @@ async fn proclaim(
     name: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Answer {
-    Params::parse(&uri, &[])?;
-    let queue = Queue::election(&captured(name)?)?;
+    let queue = named(&uri, name, Queue::election)?;
     let req: Proclaim = json_body(&app, body, "{\"key\": \"candidate-…\", \"value\": \"...\"}").await?;
     let path = queue.entry_path(&req.key)?;
     let (_, entries) = queue_state(&app, &queue).await?;
@@ -219,8 +225,7 @@ async fn proclaim(
 }
 
 async fn leader(State(app): AppState, uri: Uri, name: Result<Path<String>, PathRejection>) -> Answer {
-    Params::parse(&uri, &[])?;
-    let queue = Queue::election(&captured(name)?)?;
+    let queue = named(&uri, name, Queue::election)?;
     let (revision, entries) = queue_state(&app, &queue).await?;
     let leader = entries.first().map(|e| e.to_json("term"));
     Ok(reply(StatusCode::OK, app.header(revision), json!({ "name": queue.name, "leader": leader })))
@@ -238,8 +243,7 @@ async fn resign(
     name: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Answer {
-    Params::parse(&uri, &[])?;
-    let queue = Queue::election(&captured(name)?)?;
+    let queue = named(&uri, name, Queue::election)?;
     let req: Resign = json_body(&app, body, "{\"key\": \"candidate-…\"}").await?;
     let path = queue.entry_path(&req.key)?;
     let revision = queue.leave(&app, &path, None).await?;
@@ -254,8 +258,7 @@ async fn observe(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Answer {
-    Params::parse(&uri, &[])?;
-    let queue = Queue::election(&captured(name)?)?;
+    let queue = named(&uri, name, Queue::election)?;
     let after = last_event_id(&headers)?;
     // The first event must be as current as a linearizable read, also on a follower.
     app.linearize().await?;
