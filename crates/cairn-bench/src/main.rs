@@ -138,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
     for c in args.put_clients.split(',').filter_map(|c| c.trim().parse::<usize>().ok()) {
         workloads.push(Workload { op: Op::Put, clients: c });
     }
+    workloads.push(Workload { op: Op::Cas, clients: 64 });
     workloads.push(Workload { op: Op::GetLinearizable, clients: args.read_clients });
     workloads.push(Workload { op: Op::GetSerializable, clients: args.read_clients });
     workloads.push(Workload { op: Op::GetPastRevision, clients: args.read_clients });

@@ -17,6 +17,9 @@ pub enum Op {
     GetSerializable,
     /// A linearizable get as of the revision reached after loading the keys.
     GetPastRevision,
+    /// Compare-and-set: each client rewrites its own key on the condition that its
+    /// mod_revision is the one its last write returned (so every CAS succeeds).
+    Cas,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +35,7 @@ impl Workload {
             Op::GetLinearizable => "get linearizable",
             Op::GetSerializable => "get serializable",
             Op::GetPastRevision => "get at past revision",
+            Op::Cas => "compare-and-set",
         };
         format!("{op} c={}", self.clients)
     }
@@ -83,6 +87,7 @@ async fn request(
             serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "serializable": matches!(op, Op::GetSerializable) })
                 .to_string(),
         ),
+        (_, Op::Cas) => return false,
     };
     match req.send().await {
         Ok(r) => {
@@ -124,6 +129,58 @@ pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyho
 }
 
 /// The revision the cluster has reached (from a read's response header).
+/// One compare-and-set of `k` expecting `mod_revision`; the key's new mod_revision.
+async fn cas(
+    client: &reqwest::Client,
+    system: System,
+    endpoint: &str,
+    k: &str,
+    value: &[u8],
+    mod_revision: u64,
+) -> Option<u64> {
+    let req = match system {
+        System::Cairn => {
+            client.put(format!("http://{endpoint}/v1/nodes/bench/{k}?mod_revision={mod_revision}")).body(value.to_vec())
+        }
+        System::Etcd => client.post(format!("http://{endpoint}/v3/kv/txn")).body(
+            serde_json::json!({
+                "compare": [{ "key": B64.encode(format!("/bench/{k}")), "target": "MOD", "result": "EQUAL",
+                              "mod_revision": mod_revision.to_string() }],
+                "success": [{ "request_put": { "key": B64.encode(format!("/bench/{k}")), "value": B64.encode(value) } }],
+            })
+            .to_string(),
+        ),
+    };
+    let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+    match system {
+        System::Cairn => v["node"]["stat"]["mod_revision"].as_u64(),
+        System::Etcd if v["succeeded"] == true => v["header"]["revision"].as_str()?.parse().ok(),
+        System::Etcd => None,
+    }
+}
+
+/// Writes `k` once and returns its mod_revision (the starting point of a CAS client).
+async fn cas_start(
+    client: &reqwest::Client,
+    system: System,
+    endpoint: &str,
+    k: &str,
+    value: &[u8],
+) -> Option<u64> {
+    let req = match system {
+        System::Cairn => client.put(format!("http://{endpoint}/v1/nodes/bench/{k}")).body(value.to_vec()),
+        System::Etcd => client.post(format!("http://{endpoint}/v3/kv/put")).body(
+            serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "value": B64.encode(value) })
+                .to_string(),
+        ),
+    };
+    let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+    match system {
+        System::Cairn => v["node"]["stat"]["mod_revision"].as_u64(),
+        System::Etcd => v["header"]["revision"].as_str()?.parse().ok(),
+    }
+}
+
 async fn current_revision(client: &reqwest::Client, cluster: &Cluster) -> anyhow::Result<u64> {
     let endpoint = &cluster.clients[0];
     let v: serde_json::Value = match cluster.system {
@@ -159,6 +216,24 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            if let Op::Cas = op {
+                let k = format!("cas-{c}");
+                let mut rev = cas_start(&client, system, &endpoint, &k, &value).await;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(expected) = rev else {
+                        errors += 1;
+                        rev = cas_start(&client, system, &endpoint, &k, &value).await;
+                        continue;
+                    };
+                    let t = Instant::now();
+                    rev = cas(&client, system, &endpoint, &k, &value, expected).await;
+                    match rev {
+                        Some(_) => lat.push(t.elapsed().as_micros() as u32),
+                        None => errors += 1,
+                    }
+                }
+                return (lat, errors);
+            }
             let mut i = c.wrapping_mul(7919);
             while !stop.load(Ordering::Relaxed) {
                 i = (i + 1) % keys;
