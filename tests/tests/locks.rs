@@ -160,9 +160,10 @@ fn contenders_never_overlap_across_a_leader_kill() {
 #[test]
 fn a_lease_that_ends_hands_the_lock_over_and_waiters_that_leave_leave_nothing() {
     let c = Cluster::start(3);
+    // Taken before the grant is sent: the leader's countdown cannot start earlier.
+    let granted = Instant::now();
     let short = grant(&c, 0, 2_000);
     let long = grant(&c, 1, 30_000);
-    let granted = Instant::now();
     let held =
         c.post_json(0, "/v1/locks/job", &json!({ "lease": short, "value": "first" })).ok_json(200, c.id(0));
     assert_eq!(held["name"], "job");
