@@ -241,6 +241,7 @@ fn elections_show_one_leader_at_a_time_with_increasing_terms() {
         .post_json(0, "/v1/elections/svc/campaign", &json!({ "lease": leases[0], "value": "a1" }))
         .ok_json(200, c.id(0));
     // B and C wait behind A, from other members.
+    let mut queued = 1;
     let waiting: Vec<_> = [(1, "b"), (2, "c")]
         .into_iter()
         .map(|(i, value)| {
@@ -256,7 +257,12 @@ fn elections_show_one_leader_at_a_time_with_increasing_terms() {
                 )
                 .unwrap()
             });
-            thread::sleep(Duration::from_millis(300));
+            // B must be queued before C is sent.
+            queued += 1;
+            eventually(Duration::from_secs(10), "the candidate in the queue", || {
+                let v = c.get(0, "/v1/nodes/_cairn/elections/svc?children").ok_json(200, c.id(0));
+                (v["children"].as_array().unwrap().len() == queued).then_some(())
+            });
             t
         })
         .collect();
