@@ -77,14 +77,19 @@ pub fn acknowledged(acked: &[AckedWrite], creates: &[SeqCreate], committed: Opti
     out
 }
 
-/// Linearizability of the register history, key by key; anomalies come with a minimal
-/// sub-history, and keys the search could not decide are reported too.
-pub fn registers(history: &History, dir: &Path) -> Vec<String> {
+/// Linearizability of the register history, key by key: anomalies (each with a minimal
+/// sub-history that proves it), and the keys the search could not decide within its
+/// budget (not a finding either way; reported apart).
+pub fn registers(history: &History, dir: &Path) -> (Vec<String>, Vec<String>) {
     let report = linearizable::check_registers(&history.records, Default::default());
     let _ = std::fs::write(dir.join("linearizability.txt"), report.to_string());
-    let mut out: Vec<String> = report.anomalies.iter().map(|a| a.text.clone()).collect();
-    out.extend(report.undecided.iter().map(|k| format!("key {k}: the search ran out of budget (undecided)")));
-    out
+    let anomalies = report.anomalies.iter().map(|a| a.text.clone()).collect();
+    let undecided = report
+        .undecided
+        .iter()
+        .map(|k| format!("key {k}: the search ran out of budget (undecided)"))
+        .collect();
+    (anomalies, undecided)
 }
 
 /// Each watcher's stream against the committed history: ordered, exactly once, no gap,

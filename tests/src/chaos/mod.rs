@@ -72,6 +72,8 @@ pub struct Report {
     pub faults: BTreeMap<String, u64>,
     /// Anomalies by checker (every checker is listed, with none if it found none).
     pub anomalies: BTreeMap<String, Vec<String>>,
+    /// Register keys the linearizability search could not decide within its budget.
+    pub undecided: Vec<String>,
     pub dir: PathBuf,
 }
 
@@ -102,6 +104,14 @@ impl Report {
         let _ = writeln!(s, "\n{:<22} {:>8}", "checker", "anomalies");
         for (checker, found) in &self.anomalies {
             let _ = writeln!(s, "{checker:<22} {:>8}", found.len());
+        }
+        if !self.undecided.is_empty() {
+            let _ = writeln!(
+                s,
+                "{:<22} {:>8}  (keys the linearizability search could not decide)",
+                "undecided",
+                self.undecided.len()
+            );
         }
         for (checker, found) in &self.anomalies {
             for a in found.iter().take(5) {
@@ -419,7 +429,9 @@ pub fn run(cfg: &Config) -> Report {
 
     // Checks.
     let anomalies = &mut report.anomalies;
-    anomalies.insert("linearizability".into(), check::registers(&history, &dir));
+    let (found, undecided) = check::registers(&history, &dir);
+    anomalies.insert("linearizability".into(), found);
+    report.undecided = undecided;
     anomalies.insert("bank".into(), workload::check_bank(&bank, bank_last.as_ref()));
     anomalies.insert("sequential".into(), check::sequential(&seq, seq_final.as_ref()));
     anomalies.insert("durability".into(), check::acknowledged(&acked, &seq, committed.as_deref()));
