@@ -28,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::http::{last_event_id, read_body, reply, Answer, Params};
 use crate::node::App;
 use crate::queue::{Entry, PendingEntry, Queue, WaitEnd};
-use crate::watch::{end_stream, event, read_changes, Out, Scope, Subscription};
+use crate::watch::{end_stream, event, follow, Out, Scope, Subscription};
 
 type AppState = State<Arc<App>>;
 
@@ -294,23 +294,12 @@ impl Observed {
         for c in
             changes.iter().filter(|c| cairn_api::parent_of(&c.node.path) == Some(self.queue.dir.as_str()))
         {
-            let rev = c.node.stat.create_revision;
             match c.kind {
                 EventKind::Delete => {
                     self.entries.retain(|_, e| e.path != c.node.path);
                 }
                 EventKind::Create | EventKind::Set => {
-                    self.entries.insert(
-                        rev,
-                        Entry {
-                            key: c.node.path.rsplit('/').next().unwrap_or_default().to_owned(),
-                            path: c.node.path.clone(),
-                            create_revision: rev,
-                            mod_revision: c.node.stat.mod_revision,
-                            lease: c.node.stat.lease,
-                            value: c.node.value.clone(),
-                        },
-                    );
+                    self.entries.insert(c.node.stat.create_revision, Entry::from_node(c.node.clone()));
                 }
             }
         }
@@ -365,71 +354,14 @@ async fn observe_stream(
         if after.is_none() && out.send(observed.event(base)).await.is_err() {
             return Ok(());
         }
-        while delivered < sub.registered_at {
-            let (revisions, covered) = read_changes(app.hub.store(), delivered + 1, sub.registered_at).await?;
-            for (revision, changes) in revisions {
-                if !deliver(&mut observed, revision, &changes, &mut delivered, quiet_through, &out).await {
-                    return Ok(());
-                }
-            }
-            delivered = delivered.max(covered);
-        }
-        let mut tick = tokio::time::interval(app.hub.progress_interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                d = sub.recv() => match d {
-                    Some(d) => {
-                        if !deliver(&mut observed, d.revision, &d.changes, &mut delivered, quiet_through, &out).await {
-                            return Ok(());
-                        }
-                    }
-                    None => break,
-                },
-                _ = tick.tick() => {
-                    // Send what was routed before the bookmark, so the bookmark is exact.
-                    let seen = app.hub.dispatched();
-                    while let Some(d) = sub.try_recv() {
-                        if !deliver(&mut observed, d.revision, &d.changes, &mut delivered, quiet_through, &out).await {
-                            return Ok(());
-                        }
-                    }
-                    let bookmark = seen.max(delivered);
-                    delivered = bookmark;
-                    let data = json!({ "revision": bookmark }).to_string();
-                    if bookmark > quiet_through && out.send(event("progress", Some(bookmark), data)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                _ = out.closed() => return Ok(()),
-            }
-        }
-        Ok(())
+        follow(&app.hub, &mut sub, &mut delivered, quiet_through, &out, |revision, changes| {
+            observed.apply(changes);
+            observed.changed(revision).into_iter().collect()
+        })
+        .await
     }
     .await;
     end_stream(&out, sub.lagged(), delivered, result).await;
-}
-
-/// Applies one revision's changes and sends an event if the leadership changed; `false`
-/// once the client is gone.
-async fn deliver(
-    observed: &mut Observed,
-    revision: u64,
-    changes: &[Arc<crate::watch::Change>],
-    delivered: &mut u64,
-    quiet_through: u64,
-    out: &Out,
-) -> bool {
-    if revision <= *delivered {
-        return true;
-    }
-    *delivered = revision;
-    observed.apply(changes);
-    match observed.changed(revision) {
-        Some(e) if revision > quiet_through => out.send(e).await.is_ok(),
-        _ => true,
-    }
 }
 
 pub fn routes() -> Router<Arc<App>> {

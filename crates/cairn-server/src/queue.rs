@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_api::{validate_path, ApiError, ErrorCode, Expect, Op, OpResult};
+use cairn_api::{validate_path, ApiError, ErrorCode, Expect, Node, Op, OpResult};
 use cairn_store::{Command, Output, ReadView};
 use tokio::time::Instant;
 
@@ -45,6 +45,18 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry a queue node stands for.
+    pub fn from_node(node: Node) -> Entry {
+        Entry {
+            key: node.path.rsplit('/').next().unwrap_or_default().to_owned(),
+            create_revision: node.stat.create_revision,
+            mod_revision: node.stat.mod_revision,
+            lease: node.stat.lease,
+            value: node.value,
+            path: node.path,
+        }
+    }
+
     pub fn to_json(&self, token_name: &str) -> serde_json::Value {
         let mut v = serde_json::json!({
             "key": self.key,
@@ -180,14 +192,7 @@ impl Queue {
                 return Ok(claimed);
             }
         }
-        Ok(Entry {
-            key: node.path.rsplit('/').next().unwrap_or_default().to_owned(),
-            create_revision: node.stat.create_revision,
-            mod_revision: node.stat.mod_revision,
-            lease: node.stat.lease,
-            value: node.value,
-            path: node.path,
-        })
+        Ok(Entry::from_node(node))
     }
 
     /// Takes over an older entry of the same lease by rewriting it: its `mod_revision`
@@ -239,7 +244,8 @@ impl Queue {
         }
     }
 
-    /// Removes `path` if it is still the entry created at `create_revision`.
+    /// Removes the entry at `path`; with `expect_mod`, only if it was not rewritten since
+    /// (a claimed entry is not its old owner's to remove).
     pub async fn leave(&self, app: &App, path: &str, expect_mod: Option<u64>) -> Result<u64, ApiError> {
         let op = Op::Delete {
             path: path.to_owned(),

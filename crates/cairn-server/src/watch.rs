@@ -188,15 +188,6 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next routed revision for this subscription; `None` once the hub cut it.
-    pub async fn recv(&mut self) -> Option<Delivery> {
-        self.rx.recv().await
-    }
-
-    pub fn try_recv(&mut self) -> Option<Delivery> {
-        self.rx.try_recv().ok()
-    }
-
     /// Whether the hub cut this subscription for falling behind.
     pub fn lagged(&self) -> bool {
         self.lagged.load(Ordering::Relaxed)
@@ -464,17 +455,20 @@ pub(crate) fn event(kind: &str, id: Option<u64>, data: String) -> Result<SseEven
     })
 }
 
-/// Sends one revision's changes; only the last carries the SSE id, so a client that
-/// reconnects with `Last-Event-ID` never resumes halfway through a revision.
-async fn send_revision(out: &Out, revision: u64, changes: &[Arc<Change>], opts: &StreamOptions) -> bool {
-    let last = changes.len().saturating_sub(1);
-    for (i, c) in changes.iter().enumerate() {
-        let id = (i == last).then_some(revision);
-        if out.send(event(kind_name(c.kind), id, c.data(opts))).await.is_err() {
-            return false;
-        }
-    }
-    true
+/// A watch stream's events for one revision: the changes in its scope, only the last
+/// carrying the SSE id, so a client that reconnects with `Last-Event-ID` never resumes
+/// halfway through a revision.
+fn revision_events(
+    revision: u64,
+    changes: &[Arc<Change>],
+    opts: &StreamOptions,
+) -> Vec<Result<SseEvent, Infallible>> {
+    let mine: Vec<&Arc<Change>> = changes.iter().filter(|c| opts.scope.matches(&c.node.path)).collect();
+    let last = mine.len().saturating_sub(1);
+    mine.iter()
+        .enumerate()
+        .map(|(i, c)| event(kind_name(c.kind), (i == last).then_some(revision), c.data(opts)))
+        .collect()
 }
 
 /// The current state at `revision` as `create` events (no ids), page by page.
@@ -547,60 +541,88 @@ async fn stream(hub: Arc<Hub>, mut sub: Subscription, opts: StreamOptions, out: 
                 return Ok(());
             }
         } else if let Some(after) = opts.after {
-            // Catch up from history, then hand over to the live queue.
             delivered = after;
-            while delivered < sub.registered_at {
-                let (revisions, covered) = read_changes(&hub.store, delivered + 1, sub.registered_at).await?;
-                for (revision, changes) in revisions {
-                    let mine: Vec<_> = changes.into_iter().filter(|c| opts.scope.matches(&c.node.path)).collect();
-                    if !mine.is_empty() && !send_revision(&out, revision, &mine, &opts).await {
-                        return Ok(());
-                    }
-                }
-                delivered = covered;
-            }
         }
-        delivered = delivered.max(sub.registered_at);
-        let mut tick = tokio::time::interval(hub.progress);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                delivery = sub.rx.recv() => match delivery {
-                    Some(d) if d.revision > delivered => {
-                        if !send_revision(&out, d.revision, &d.changes, &opts).await {
-                            return Ok(());
-                        }
-                        delivered = d.revision;
-                    }
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = tick.tick() => {
-                    // Everything up to `seen` was queued before `seen` was published:
-                    // drain the queue, then the bookmark is exact.
-                    let seen = hub.dispatched();
-                    while let Ok(d) = sub.rx.try_recv() {
-                        if d.revision > delivered {
-                            if !send_revision(&out, d.revision, &d.changes, &opts).await {
-                                return Ok(());
-                            }
-                            delivered = d.revision;
-                        }
-                    }
-                    let bookmark = seen.max(delivered);
-                    if out.send(event("progress", Some(bookmark), json!({ "revision": bookmark }).to_string())).await.is_err() {
-                        return Ok(());
-                    }
-                    delivered = bookmark;
-                }
-                _ = out.closed() => return Ok(()),
-            }
-        }
-        Ok(())
+        follow(&hub, &mut sub, &mut delivered, 0, &out, |revision, changes| {
+            revision_events(revision, changes, &opts)
+        })
+        .await
     }
     .await;
     end_stream(&out, sub.lagged(), delivered, result).await;
+}
+
+/// Follows a subscription from `*delivered`: history up to the point it registered at,
+/// then its live deliveries, with a progress bookmark every interval. `render` turns each
+/// revision's changes into the events to send; revisions up to `quiet_through` (already
+/// seen by a resuming client) are rendered but not sent. Returns once the client is gone
+/// or the hub cut the subscription; `*delivered` is then the last revision covered.
+pub(crate) async fn follow(
+    hub: &Hub,
+    sub: &mut Subscription,
+    delivered: &mut u64,
+    quiet_through: u64,
+    out: &Out,
+    mut render: impl FnMut(u64, &[Arc<Change>]) -> Vec<Result<SseEvent, Infallible>>,
+) -> Result<(), ApiError> {
+    let mut pass = async |revision: u64, changes: &[Arc<Change>], delivered: &mut u64| -> bool {
+        if revision <= *delivered {
+            return true;
+        }
+        *delivered = revision;
+        let events = render(revision, changes);
+        if revision <= quiet_through {
+            return true;
+        }
+        for e in events {
+            if out.send(e).await.is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    // Catch up from history, then hand over to the live queue.
+    while *delivered < sub.registered_at {
+        let (revisions, covered) = read_changes(&hub.store, *delivered + 1, sub.registered_at).await?;
+        for (revision, changes) in revisions {
+            if !pass(revision, &changes, delivered).await {
+                return Ok(());
+            }
+        }
+        *delivered = (*delivered).max(covered);
+    }
+    *delivered = (*delivered).max(sub.registered_at);
+    let mut tick = tokio::time::interval(hub.progress);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            d = sub.rx.recv() => match d {
+                Some(d) => {
+                    if !pass(d.revision, &d.changes, delivered).await {
+                        return Ok(());
+                    }
+                }
+                None => return Ok(()),
+            },
+            _ = tick.tick() => {
+                // Everything up to `seen` was queued before `seen` was published: drain
+                // the queue, then the bookmark is exact.
+                let seen = hub.dispatched();
+                while let Ok(d) = sub.rx.try_recv() {
+                    if !pass(d.revision, &d.changes, delivered).await {
+                        return Ok(());
+                    }
+                }
+                *delivered = seen.max(*delivered);
+                let data = json!({ "revision": *delivered }).to_string();
+                if *delivered > quiet_through && out.send(event("progress", Some(*delivered), data)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = out.closed() => return Ok(()),
+        }
+    }
 }
 
 /// Ends a stream that was cut for falling behind or failed with a final `cancelled` event
