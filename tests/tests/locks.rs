@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use cairn_tests::chaos::client::Answer;
 use cairn_tests::sse::{open_watch, Watch};
 use cairn_tests::{eventually, json, Cluster};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
 /// One call from a contender thread: `Err` for anything a retry on another member may fix
-/// (connection refused or reset, 503).
+/// (connection refused or lost, a timeout, 503).
 fn call(
     http: &Client,
     addr: SocketAddr,
@@ -24,18 +25,10 @@ fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<(u16, Value), String> {
-    let url = format!("http://{addr}{path}");
-    let mut req = http.request(method.parse().unwrap(), url);
-    if let Some(b) = body {
-        req = req.body(b.to_string());
+    match cairn_tests::chaos::client::call(http, addr, method, path, body.map(|b| b.to_string())) {
+        Answer::Status(status, v) => Ok((status, v)),
+        other => Err(format!("{other:?}")),
     }
-    let resp = req.send().map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let v: Value = resp.json().map_err(|e| e.to_string())?;
-    if status == 503 {
-        return Err(v.to_string());
-    }
-    Ok((status, v))
 }
 
 /// Retries `f` on the members in turn until it answers (at most a minute).

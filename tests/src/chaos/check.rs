@@ -1,12 +1,13 @@
 //! The run's checks: each turns a workload's records into the inputs of a checker in
 //! [`crate::check`] and its findings into lines for the report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::sessions::{LockLog, EXPIRY_SLACK_MS};
 use super::workload::SeqCreate;
 use crate::check::lease::{self, LeaseRecord};
+use crate::check::sequence::{self, Observation};
 use crate::check::watch::{self, AckedWrite, Event, StreamItem, WatchStream};
 use crate::check::{linearizable, lock};
 use crate::history::{History, Outcome};
@@ -18,13 +19,9 @@ pub fn sequential(creates: &[SeqCreate], present: Option<&BTreeMap<String, Strin
         return vec!["could not list /chaos/seq after the run".into()];
     };
     let mut out = Vec::new();
-    let mut by_path: HashMap<&str, &SeqCreate> = HashMap::new();
-    let ok: Vec<&SeqCreate> = creates.iter().filter(|c| c.outcome == Outcome::Ok).collect();
-    for c in &ok {
+    let mut names = Vec::new();
+    for c in creates.iter().filter(|c| c.outcome == Outcome::Ok) {
         let Some(path) = c.path.as_deref() else { continue };
-        if let Some(other) = by_path.insert(path, c) {
-            out.push(format!("{path} was given to two creates ({} and {})", other.value, c.value));
-        }
         match present.get(path) {
             Some(v) if *v == c.value => {}
             Some(v) => {
@@ -32,21 +29,21 @@ pub fn sequential(creates: &[SeqCreate], present: Option<&BTreeMap<String, Strin
             }
             None => out.push(format!("acknowledged create {path} ({}) is missing", c.value)),
         }
-    }
-    let mut ordered = ok.clone();
-    ordered.sort_by_key(|c| c.complete_ns);
-    for (i, a) in ordered.iter().enumerate() {
-        for b in ordered[i + 1..].iter().filter(|b| b.invoke_ns > a.complete_ns) {
-            if let (Some(pa), Some(pb)) = (&a.path, &b.path) {
-                if pb <= pa {
-                    out.push(format!(
-                        "{pb} was created after {pa} had been acknowledged, yet sorts before it"
-                    ));
-                }
-            }
+        // Names end in the parent's 10-digit counter.
+        match path.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()) {
+            Some(value) => names.push(Observation {
+                process: 0,
+                invoke_ns: c.invoke_ns,
+                complete_ns: c.complete_ns,
+                value,
+            }),
+            None => out.push(format!("{path} does not end in a sequence number")),
         }
     }
-    let known: std::collections::HashSet<&str> =
+    let numbers: Vec<u64> = names.iter().map(|o| o.value).collect();
+    out.extend(sequence::check_unique("sequential name", &numbers));
+    out.extend(sequence::check_monotonic("sequential name", &names));
+    let known: HashSet<&str> =
         creates.iter().filter(|c| c.outcome != Outcome::Fail).map(|c| c.value.as_str()).collect();
     for (path, v) in present {
         if !known.contains(v.as_str()) {

@@ -140,18 +140,16 @@ pub fn final_register_reads(addrs: &[SocketAddr], clock: RunClock, history: &mut
     let http = client();
     for k in 0..REGISTER_KEYS {
         let key = format!("k{k:02}");
-        for addr in addrs.iter().cycle().take(addrs.len() * 10) {
+        let read = on_any_member(addrs, |addr| {
             let invoke = clock.now();
-            let value = match call(&http, *addr, "GET", &format!("/v1/nodes{}", register_path(&key)), None) {
-                Answer::Status(200, v) => node_value(&v).and_then(|s| s.parse().ok()),
-                Answer::Status(404, _) => None,
-                _ => {
-                    thread::sleep(Duration::from_millis(200));
-                    continue;
-                }
-            };
+            match call(&http, addr, "GET", &format!("/v1/nodes{}", register_path(&key)), None) {
+                Answer::Status(200, v) => Some((node_value(&v).and_then(|s| s.parse().ok()), invoke)),
+                Answer::Status(404, _) => Some((None, invoke)),
+                _ => None,
+            }
+        });
+        if let Some((value, invoke)) = read {
             history.ok(u64::MAX, &key, RegisterOp::Read { value }, (invoke, clock.now()));
-            break;
         }
     }
 }
@@ -245,13 +243,8 @@ pub fn bank_setup(http: &Client, addr: SocketAddr) {
 /// Reads the accounts after the run (any member that answers).
 pub fn bank_final(addrs: &[SocketAddr]) -> Option<BankRead> {
     let http = client();
-    for addr in addrs.iter().cycle().take(addrs.len() * 10) {
-        if let Some((revision, accounts)) = read_accounts(&http, *addr) {
-            return Some(BankRead { revision, balances: accounts.iter().map(|a| a.0).collect() });
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    None
+    let (revision, accounts) = on_any_member(addrs, |addr| read_accounts(&http, addr))?;
+    Some(BankRead { revision, balances: accounts.iter().map(|a| a.0).collect() })
 }
 
 /// Bank anomalies: reads whose sum is not the starting total.
@@ -320,35 +313,47 @@ pub fn sequential(ctx: &Ctx, worker: u64) -> Vec<SeqCreate> {
 /// Every child of `/chaos/seq` after the run: name → value.
 pub fn sequential_final(addrs: &[SocketAddr]) -> Option<BTreeMap<String, String>> {
     let http = client();
-    'members: for addr in addrs.iter().cycle().take(addrs.len() * 10) {
-        let mut out = BTreeMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut target = "/v1/nodes/chaos/seq?recursive&limit=1000".to_owned();
-            if let Some(a) = &after {
-                target.push_str(&format!("&after={a}"));
-            }
-            match call(&http, *addr, "GET", &target, None) {
-                Answer::Status(200, v) => {
-                    for node in v["nodes"].as_array().into_iter().flatten() {
-                        if let (Some(p), Some(val)) = (node["path"].as_str(), node["value"].as_str()) {
-                            if p != "/chaos/seq" {
-                                out.insert(p.to_owned(), val.to_owned());
-                            }
+    on_any_member(addrs, |addr| list_sequential(&http, addr))
+}
+
+/// Every child of `/chaos/seq` as one member has it, page by page; `None` if it does not
+/// answer every page.
+fn list_sequential(http: &Client, addr: SocketAddr) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut target = "/v1/nodes/chaos/seq?recursive&limit=1000".to_owned();
+        if let Some(a) = &after {
+            target.push_str(&format!("&after={a}"));
+        }
+        match call(http, addr, "GET", &target, None) {
+            Answer::Status(200, v) => {
+                for node in v["nodes"].as_array().into_iter().flatten() {
+                    if let (Some(p), Some(val)) = (node["path"].as_str(), node["value"].as_str()) {
+                        if p != "/chaos/seq" {
+                            out.insert(p.to_owned(), val.to_owned());
                         }
                     }
-                    match v["next"].as_str() {
-                        Some(n) => after = Some(n.to_owned()),
-                        None => return Some(out),
-                    }
                 }
-                Answer::Status(404, _) => return Some(out),
-                _ => {
-                    thread::sleep(Duration::from_millis(200));
-                    continue 'members;
+                match v["next"].as_str() {
+                    Some(n) => after = Some(n.to_owned()),
+                    None => return Some(out),
                 }
             }
+            Answer::Status(404, _) => return Some(out),
+            _ => return None,
         }
+    }
+}
+
+/// After a run: `f` on each member in turn until one answers, ten rounds at most, with a
+/// pause after each miss (the members may still be electing a leader).
+fn on_any_member<T>(addrs: &[SocketAddr], mut f: impl FnMut(SocketAddr) -> Option<T>) -> Option<T> {
+    for addr in addrs.iter().cycle().take(addrs.len() * 10) {
+        if let Some(v) = f(*addr) {
+            return Some(v);
+        }
+        thread::sleep(Duration::from_millis(200));
     }
     None
 }
