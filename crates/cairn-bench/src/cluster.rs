@@ -41,10 +41,12 @@ impl Cluster {
             peers.push(format!("127.0.0.1:{}", free_port()?));
             clients.push(format!("127.0.0.1:{}", free_port()?));
         }
-        let mut children = Vec::new();
+        // Built before the members start so that a failure part way kills those already started.
+        let mut cluster = Cluster { system, clients, children: Vec::new() };
         for i in 0..members {
             let data = dir.join(format!("{}-{members}-{}", system.name(), i + 1));
             let log = std::fs::File::create(dir.join(format!("{}-{members}-{}.log", system.name(), i + 1)))?;
+            let client = cluster.clients[i].clone();
             let mut cmd = Command::new(bin);
             match system {
                 System::Cairn => {
@@ -58,7 +60,7 @@ impl Cluster {
                         "--id",
                         &(i + 1).to_string(),
                         "--listen-client",
-                        &clients[i],
+                        &client,
                         "--listen-peer",
                         &peers[i],
                     ])
@@ -78,8 +80,8 @@ impl Cluster {
                     cmd.args(["--name", &format!("e{}", i + 1)])
                         .arg("--data-dir")
                         .arg(&data)
-                        .args(["--listen-client-urls", &format!("http://{}", clients[i])])
-                        .args(["--advertise-client-urls", &format!("http://{}", clients[i])])
+                        .args(["--listen-client-urls", &format!("http://{client}")])
+                        .args(["--advertise-client-urls", &format!("http://{client}")])
                         .args(["--listen-peer-urls", &format!("http://{}", peers[i])])
                         .args(["--initial-advertise-peer-urls", &format!("http://{}", peers[i])])
                         .args(["--initial-cluster", &cluster, "--initial-cluster-state", "new"])
@@ -87,9 +89,8 @@ impl Cluster {
                 }
             }
             cmd.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null());
-            children.push(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
+            cluster.children.push(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
         }
-        let cluster = Cluster { system, clients, children };
         cluster.wait_ready().await?;
         Ok(cluster)
     }
