@@ -1,24 +1,25 @@
-//! `cairn-bench`: starts a three-member Cairn cluster and a three-member etcd cluster on
-//! loopback (both fsync every commit), runs the same workloads against both, alternating,
-//! and prints a table (throughput, p50/p99/p999) with the Cairn/etcd ratio per row, plus
-//! the same as JSON under bench-results/. `--watch`, `--leases` and `--locks` select the
-//! other suites.
+//! `cairn-bench`: starts a three-member Cairn cluster and three-member reference clusters
+//! on loopback (etcd, and ZooKeeper with the `zookeeper` feature; all fsync every commit),
+//! runs the same workloads against each, rotating the order, and prints a table
+//! (throughput, p50/p99/p999) with Cairn's ratio to each reference per row, plus the same
+//! as JSON under bench-results/. `--watch`, `--leases` and `--locks` select the other suites.
 
 mod cluster;
 mod events;
+#[cfg(feature = "grpc")]
+mod grpc;
+mod kv;
 mod lease;
 mod locks;
 mod watch;
 mod workload;
+#[cfg(feature = "zookeeper")]
+mod zk;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-
-use cluster::{Cluster, System};
-use workload::{Op, Outcome, Workload};
 
 #[derive(Parser, Debug)]
 #[command(about = "Cairn vs etcd on this machine, same workloads, same run")]
@@ -29,6 +30,17 @@ pub struct Args {
     /// The etcd binary (Debian's etcd-server).
     #[arg(long, default_value = "etcd")]
     pub etcd_bin: PathBuf,
+    /// References for the key-value suite, comma separated: etcd-grpc (needs the `grpc`
+    /// feature), etcd-json, zookeeper (needs the `zookeeper` feature). Those not built in are
+    /// skipped with a note.
+    #[arg(long, default_value = "etcd-grpc,etcd-json,zookeeper")]
+    pub refs: String,
+    /// The java binary that runs ZooKeeper.
+    #[arg(long, default_value = "java")]
+    pub java_bin: PathBuf,
+    /// ZooKeeper's server jar (Debian's `zookeeper`; its manifest names its dependencies).
+    #[arg(long, default_value = "/usr/share/java/zookeeper.jar")]
+    pub zookeeper_jar: PathBuf,
     /// Seconds per workload and system.
     #[arg(long, default_value_t = 8)]
     pub seconds: u64,
@@ -120,106 +132,21 @@ async fn main() -> anyhow::Result<()> {
     );
     let machine = machine();
     println!("cairn-bench on {machine}");
-    if args.watch {
-        return watch::run(&args, &machine).await;
-    }
-    if args.leases {
-        return lease::run(&args, &machine).await;
-    }
-    if args.locks {
-        return locks::run(&args, &machine).await;
-    }
-    println!(
-        "3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row\n",
-        args.value_size, args.keys, args.seconds
-    );
-
-    let mut workloads = Vec::new();
-    for c in args.put_clients.split(',').filter_map(|c| c.trim().parse::<usize>().ok()) {
-        workloads.push(Workload { op: Op::Put, clients: c });
-    }
-    workloads.push(Workload { op: Op::Cas, clients: 64 });
-    workloads.push(Workload { op: Op::GetLinearizable, clients: args.read_clients });
-    workloads.push(Workload { op: Op::GetSerializable, clients: args.read_clients });
-    workloads.push(Workload { op: Op::GetPastRevision, clients: args.read_clients });
-
-    let dir = tempfile::tempdir().context("temp dir")?;
-    eprintln!("starting a 3-member Cairn cluster and a 3-member etcd cluster...");
-    let cairn = Cluster::start(System::Cairn, &args.cairn_bin, dir.path(), 3).await?;
-    let etcd = Cluster::start(System::Etcd, &args.etcd_bin, dir.path(), 3).await?;
-    let duration = Duration::from_secs(args.seconds);
-    // The revision after loading: the "past revision" rows read as of it, after the put
-    // rows have written newer versions of every key.
-    let mut past = std::collections::HashMap::new();
-    for c in [&cairn, &etcd] {
-        past.insert(c.system.name(), workload::prepare(c, args.keys, args.value_size).await?);
-    }
-
-    let total = workloads.len() * 2;
-    let mut rows: Vec<(Workload, Outcome, Outcome)> = Vec::new();
-    for (i, w) in workloads.iter().enumerate() {
-        let mut outcomes = Vec::new();
-        // Alternate which system goes first so neither always gets the warmer machine.
-        let order: [&Cluster; 2] = if i % 2 == 0 { [&cairn, &etcd] } else { [&etcd, &cairn] };
-        for (j, c) in order.iter().enumerate() {
-            eprintln!("[{:>2}/{total}] {} {} ...", i * 2 + j + 1, c.system.name(), w.label());
-            let o = workload::run(
-                c,
-                w,
-                duration,
-                args.keys,
-                args.value_size,
-                past.get(c.system.name()).copied().unwrap_or(1),
-            )
-            .await?;
-            eprintln!(
-                "        {:>10.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                o.ops_per_sec, o.p50_ms, o.p99_ms, o.errors
-            );
-            outcomes.push((c.system, o));
+    let suite = async {
+        if args.watch {
+            watch::run(&args, &machine).await
+        } else if args.leases {
+            lease::run(&args, &machine).await
+        } else if args.locks {
+            locks::run(&args, &machine).await
+        } else {
+            kv::run(&args, &machine).await
         }
-        let pick = |s: System| {
-            outcomes.iter().find(|(sys, _)| *sys == s).map(|(_, o)| o.clone()).unwrap_or_default()
-        };
-        rows.push((w.clone(), pick(System::Cairn), pick(System::Etcd)));
+    };
+    // On Ctrl-C the suite is dropped, and with it the clusters it started (their Drop kills
+    // the servers), instead of leaving them running.
+    tokio::select! {
+        r = suite => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the servers this run started were stopped"),
     }
-    drop(cairn);
-    drop(etcd);
-
-    println!(
-        "\n{:<28} {:>11} {:>11} {:>7} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}",
-        "workload",
-        "cairn op/s",
-        "etcd op/s",
-        "ratio",
-        "c p50",
-        "c p99",
-        "c p999",
-        "e p50",
-        "e p99",
-        "e p999"
-    );
-    println!("{}", "-".repeat(120));
-    for (w, c, e) in &rows {
-        let ratio = if e.ops_per_sec > 0.0 { c.ops_per_sec / e.ops_per_sec } else { 0.0 };
-        println!(
-            "{:<28} {:>11.0} {:>11.0} {:>6.2}x | {:>7.2}ms {:>7.2}ms {:>7.2}ms | {:>7.2}ms {:>7.2}ms {:>7.2}ms",
-            w.label(), c.ops_per_sec, e.ops_per_sec, ratio, c.p50_ms, c.p99_ms, c.p999_ms, e.p50_ms, e.p99_ms, e.p999_ms
-        );
-    }
-    println!("(etcd rows use its HTTP/JSON gateway, /v3/kv/*; latencies are per request, client side)");
-
-    let json = serde_json::json!({
-        "machine": machine,
-        "seconds_per_row": args.seconds,
-        "value_size": args.value_size,
-        "keys": args.keys,
-        "rows": rows.iter().map(|(w, c, e)| serde_json::json!({
-            "workload": w.label(), "clients": w.clients, "cairn": c, "etcd_json_gateway": e,
-            "ratio": if e.ops_per_sec > 0.0 { c.ops_per_sec / e.ops_per_sec } else { 0.0 },
-        })).collect::<Vec<_>>(),
-    });
-    let path = save_results(&args.out, "bench", &json)?;
-    println!("results: {}", path.display());
-    Ok(())
 }

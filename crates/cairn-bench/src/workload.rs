@@ -1,4 +1,5 @@
-//! The workloads, each expressed for both systems' HTTP APIs.
+//! The workloads, each expressed for every driver: Cairn's and etcd's HTTP APIs, and (with
+//! the `grpc` and `zookeeper` features) etcd's gRPC API and ZooKeeper's client protocol.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,9 @@ pub enum Op {
     /// Compare-and-set: each client rewrites its own key on the condition that its
     /// mod_revision is the one its last write returned (so every CAS succeeds).
     Cas,
+    /// Each client creates new nodes under one parent, create-only (Cairn's POST,
+    /// ZooKeeper's create).
+    Create,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +40,7 @@ impl Workload {
             Op::GetSerializable => "get serializable",
             Op::GetPastRevision => "get at past revision",
             Op::Cas => "compare-and-set",
+            Op::Create => "create",
         };
         format!("{op} c={}", self.clients)
     }
@@ -51,7 +56,7 @@ pub struct Outcome {
     pub p999_ms: f64,
 }
 
-fn key(i: usize) -> String {
+pub fn key(i: usize) -> String {
     format!("k{i:06}")
 }
 
@@ -87,7 +92,10 @@ async fn request(
             serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "serializable": matches!(op, Op::GetSerializable) })
                 .to_string(),
         ),
-        (_, Op::Cas) => return false,
+        (System::Cairn, Op::Create) => {
+            client.post(format!("http://{endpoint}/v1/nodes/bench-create/{k}")).body(value.to_vec())
+        }
+        (_, Op::Cas) | (System::Etcd, Op::Create) => return false,
     };
     match req.send().await {
         Ok(r) => {
@@ -104,8 +112,10 @@ pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyho
     let client = http();
     let value = vec![b'v'; value_size];
     if cluster.system == System::Cairn {
-        let r = client.put(format!("http://{}/v1/nodes/bench", cluster.clients[0])).send().await?;
-        anyhow::ensure!(r.status().is_success(), "creating /bench: {}", r.status());
+        for parent in ["bench", "bench-create"] {
+            let r = client.put(format!("http://{}/v1/nodes/{parent}", cluster.clients[0])).send().await?;
+            anyhow::ensure!(r.status().is_success(), "creating /{parent}: {}", r.status());
+        }
     }
     let chunks: Vec<Vec<usize>> =
         (0..keys).collect::<Vec<_>>().chunks(keys.div_ceil(64).max(1)).map(|c| c.to_vec()).collect();
@@ -197,6 +207,74 @@ async fn current_revision(client: &reqwest::Client, cluster: &Cluster) -> anyhow
         .ok_or_else(|| anyhow::anyhow!("{}: no revision in {v}", cluster.system.name()))
 }
 
+/// Clients that share one gRPC channel (one HTTP/2 connection) to etcd. etcd's benchmark
+/// tool also multiplexes many clients over a few connections; 16 keeps a channel's streams
+/// from queueing behind each other while the connection count stays small.
+pub const GRPC_CLIENTS_PER_CHANNEL: usize = 16;
+
+/// One client's connection to the system under test.
+pub enum Conn {
+    /// Cairn, or etcd's JSON gateway; the `reqwest` pool gives each concurrent client its own
+    /// HTTP/1.1 connection.
+    Http { client: reqwest::Client, system: System, endpoint: String },
+    /// Boxed: a gRPC client is several times the size of the others.
+    #[cfg(feature = "grpc")]
+    Grpc(Box<etcd_client::KvClient>),
+    #[cfg(feature = "zookeeper")]
+    Zk(zookeeper_client::Client),
+}
+
+impl Conn {
+    async fn request(&mut self, op: Op, k: &str, value: &[u8], past: u64) -> bool {
+        match self {
+            Conn::Http { client, system, endpoint } => {
+                request(client, *system, endpoint, op, k, value, past).await
+            }
+            #[cfg(feature = "grpc")]
+            Conn::Grpc(kv) => crate::grpc::request(kv, op, k, value, past).await,
+            #[cfg(feature = "zookeeper")]
+            Conn::Zk(zk) if matches!(op, Op::Create) => crate::zk::create(zk, k, value).await,
+            #[cfg(feature = "zookeeper")]
+            Conn::Zk(zk) => crate::zk::request(zk, op, k, value).await,
+        }
+    }
+
+    async fn cas_start(&mut self, k: &str, value: &[u8]) -> Option<u64> {
+        match self {
+            Conn::Http { client, system, endpoint } => cas_start(client, *system, endpoint, k, value).await,
+            #[cfg(feature = "grpc")]
+            Conn::Grpc(kv) => crate::grpc::cas_start(kv, k, value).await,
+            #[cfg(feature = "zookeeper")]
+            Conn::Zk(zk) => crate::zk::cas_start(zk, k, value).await,
+        }
+    }
+
+    async fn cas(&mut self, k: &str, value: &[u8], expected: u64) -> Option<u64> {
+        match self {
+            Conn::Http { client, system, endpoint } => {
+                cas(client, *system, endpoint, k, value, expected).await
+            }
+            #[cfg(feature = "grpc")]
+            Conn::Grpc(kv) => crate::grpc::cas(kv, k, value, expected).await,
+            #[cfg(feature = "zookeeper")]
+            Conn::Zk(zk) => crate::zk::cas(zk, k, value, expected).await,
+        }
+    }
+}
+
+/// HTTP connections for `clients` clients, client `c` on member `c % members`.
+pub fn http_conns(cluster: &Cluster, clients: usize) -> Vec<Conn> {
+    let client = http();
+    (0..clients)
+        .map(|c| Conn::Http {
+            client: client.clone(),
+            system: cluster.system,
+            endpoint: cluster.clients[c % cluster.clients.len()].clone(),
+        })
+        .collect()
+}
+
+/// Runs `w` over HTTP against `cluster` (the watch and lease suites' put load).
 pub async fn run(
     cluster: &Cluster,
     w: &Workload,
@@ -205,28 +283,38 @@ pub async fn run(
     value_size: usize,
     past: u64,
 ) -> anyhow::Result<Outcome> {
+    measure(http_conns(cluster, w.clients), w.op, duration, keys, value_size, past).await
+}
+
+/// One task per connection runs `op` back to back for `duration`; throughput and latency
+/// percentiles over the requests that succeeded.
+pub async fn measure(
+    conns: Vec<Conn>,
+    op: Op,
+    duration: Duration,
+    keys: usize,
+    value_size: usize,
+    past: u64,
+) -> anyhow::Result<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
-    let client = http();
     let value = vec![b'x'; value_size];
     let mut tasks = Vec::new();
-    for c in 0..w.clients {
-        let endpoint = cluster.clients[c % cluster.clients.len()].clone();
-        let (client, value, stop, system, op) =
-            (client.clone(), value.clone(), stop.clone(), cluster.system, w.op);
+    for (c, mut conn) in conns.into_iter().enumerate() {
+        let (value, stop) = (value.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
             if let Op::Cas = op {
                 let k = format!("cas-{c}");
-                let mut rev = cas_start(&client, system, &endpoint, &k, &value).await;
+                let mut rev = conn.cas_start(&k, &value).await;
                 while !stop.load(Ordering::Relaxed) {
                     let Some(expected) = rev else {
                         errors += 1;
-                        rev = cas_start(&client, system, &endpoint, &k, &value).await;
+                        rev = conn.cas_start(&k, &value).await;
                         continue;
                     };
                     let t = Instant::now();
-                    rev = cas(&client, system, &endpoint, &k, &value, expected).await;
+                    rev = conn.cas(&k, &value, expected).await;
                     match rev {
                         Some(_) => lat.push(t.elapsed().as_micros() as u32),
                         None => errors += 1,
@@ -235,10 +323,17 @@ pub async fn run(
                 return (lat, errors);
             }
             let mut i = c.wrapping_mul(7919);
+            let mut created = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                i = (i + 1) % keys;
+                let k = if let Op::Create = op {
+                    created += 1;
+                    format!("c{c}-{created}")
+                } else {
+                    i = (i + 1) % keys;
+                    key(i)
+                };
                 let t = Instant::now();
-                if request(&client, system, &endpoint, op, &key(i), &value, past).await {
+                if conn.request(op, &k, &value, past).await {
                     lat.push(t.elapsed().as_micros() as u32);
                 } else {
                     errors += 1;
