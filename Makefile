@@ -3,7 +3,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-watch bench-leases bench-locks etcd chaos
+.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-build bench-kv bench-watch bench-leases bench-locks \
+	etcd protoc zookeeper chaos
 
 # RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
 deps:
@@ -35,15 +36,40 @@ cluster: build
 cluster-stop:
 	@deploy/local-cluster.sh stop
 
-# Cairn and etcd 3.4 (Debian's etcd-server, installed when missing), three members each,
-# same workloads in one run. SECONDS_PER_ROW=8 by default.
+# etcd 3.4 (Debian's etcd-server and etcdctl), installed when missing.
 etcd:
 	@command -v etcd >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq etcd-server etcd-client; }
 
-bench: deps etcd
-	$(CARGO) build --release --bin cairn --bin cairn-bench
+# protoc, for cairn-bench's `grpc` feature (etcd-client compiles etcd's .proto files).
+protoc:
+	@command -v protoc >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq protobuf-compiler; }
+
+# ZooKeeper 3.8 (Debian's zookeeper, which brings a JRE), for the bench's ZooKeeper rows.
+# Only the package: the bench starts its own ensemble, no system service.
+zookeeper:
+	@{ [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; } || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper; }
+
+# cairn on its own, so the references' dependencies cannot change how it is built.
+bench-build: deps etcd protoc zookeeper
+	$(CARGO) build --release --bin cairn
+	$(CARGO) build --release -p cairn-bench --features references
+
+# The key-value suite: Cairn against etcd (gRPC and JSON gateway) and ZooKeeper, three
+# members each, same workloads in one run. SECONDS_PER_ROW=8 by default.
+bench-kv: bench-build
 	./target/release/cairn-bench --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-8}
+
+# The key-value suite, then watch fan-out, then lease keep-alives: roughly 10 minutes with the
+# defaults on 2 cores, builds aside (KV ~4.5, watch ~1.5, leases ~3.5: mostly waiting for
+# 100,000 leases to end).
+bench: bench-build
+	./target/release/cairn-bench --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-8}
+	./target/release/cairn-bench --watch --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-5}
+	./target/release/cairn-bench --leases --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10}
 
 # Watch fan-out: 10,000 watchers on their own keys + 1,000 on a hot key, one member each.
 bench-watch: deps etcd
@@ -68,9 +94,10 @@ chaos: build
 	$(CARGO) build -p cairn-tests --bin cairn-chaos
 	./target/debug/cairn-chaos --seed $${SEED:-1} --duration $${DURATION:-60} --members $${MEMBERS:-3}
 
-lint:
+lint: protoc
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p cairn-bench --all-targets --all-features -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
