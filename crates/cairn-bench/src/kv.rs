@@ -189,6 +189,11 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     workloads.push(Workload { op: Op::GetSerializable, clients: args.read_clients });
     workloads.push(Workload { op: Op::GetPastRevision, clients: args.read_clients });
     workloads.push(Workload { op: Op::Create, clients: 64 });
+    let rows: Vec<&str> = args.rows.split(',').map(str::trim).collect();
+    if let Some(unknown) = rows.iter().find(|r| workloads.iter().all(|w| w.op.flag() != **r)) {
+        anyhow::bail!("--rows: unknown row {unknown:?} (put, cas, get, serializable, past, create)");
+    }
+    workloads.retain(|w| rows.contains(&w.op.flag()));
     // A row without a reference would say nothing about Cairn against anything.
     workloads.retain(|w| !references(w, &refs).is_empty());
 

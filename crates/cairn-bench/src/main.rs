@@ -35,6 +35,10 @@ pub struct Args {
     /// skipped with a note.
     #[arg(long, default_value = "etcd-grpc,etcd-json,zookeeper")]
     pub refs: String,
+    /// Rows of the key-value suite, comma separated: put, cas, get, serializable, past,
+    /// create (all by default); for measuring one change quickly.
+    #[arg(long, default_value = "put,cas,get,serializable,past,create")]
+    pub rows: String,
     /// The java binary that runs ZooKeeper.
     #[arg(long, default_value = "java")]
     pub java_bin: PathBuf,

@@ -32,6 +32,20 @@ pub struct Workload {
     pub clients: usize,
 }
 
+impl Op {
+    /// The name `--rows` knows it by.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::GetLinearizable => "get",
+            Op::GetSerializable => "serializable",
+            Op::GetPastRevision => "past",
+            Op::Cas => "cas",
+            Op::Create => "create",
+        }
+    }
+}
+
 impl Workload {
     pub fn label(&self) -> String {
         let op = match self.op {

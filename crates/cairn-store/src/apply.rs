@@ -8,6 +8,7 @@ use rocksdb::WriteBatch;
 
 use crate::keys::{self, meta};
 use crate::kv::{Cf, Cursor, KvRead, Layer, Merged, CF_COUNT};
+use crate::latest::Change;
 use crate::read::{children_at, node_at, stat_at, subtree_at, value_of};
 use crate::store::{read_u64, LiveView};
 use crate::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request, Store, StoreError};
@@ -105,6 +106,7 @@ impl<'a> Apply<'a> {
         m.insert(meta::REVISION.to_vec(), Some(self.revision.to_be_bytes().to_vec()));
         m.insert(meta::COMPACT_REVISION.to_vec(), Some(self.compact_revision.to_be_bytes().to_vec()));
         m.insert(meta::SM_TIME.to_vec(), Some(self.time_ms.to_be_bytes().to_vec()));
+        let changes = self.changes()?;
         let mut batch = WriteBatch::default();
         for cf in crate::kv::ALL_CFS {
             let handle = self.store.cf(cf)?;
@@ -115,7 +117,12 @@ impl<'a> Apply<'a> {
                 }
             }
         }
-        self.store.db().write(batch)?;
+        let mut latest = self.store.latest();
+        if let Err(e) = self.store.db().write(batch) {
+            latest.clear();
+            return Err(e.into());
+        }
+        latest.commit(changes);
         self.store.set_counters(self.revision, self.compact_revision);
         Ok(())
     }
@@ -167,8 +174,68 @@ impl<'a> Apply<'a> {
         Ok(Output::Compacted { compact_revision: self.compact_revision })
     }
 
+    /// The newest stat of `path`: this apply's own writes first, then the in-memory
+    /// cache of committed state, then disk.
     fn stat(&self, path: &str) -> Result<Option<Stat>, StoreError> {
-        stat_at(self, path, LATEST)
+        let newest = keys::version_key(path, LATEST);
+        for layer in [&self.staged[Cf::Stat as usize], &self.done[Cf::Stat as usize]] {
+            if let Some((key, value)) = layer.range(newest.clone()..).next() {
+                if keys::split_version_key(key).is_some_and(|(p, _)| p == path.as_bytes()) {
+                    return match value {
+                        Some(bytes) => Ok(bincode::deserialize(bytes)?),
+                        None => stat_at(self, path, LATEST),
+                    };
+                }
+            }
+        }
+        if let Some(stat) = self.store.latest().stat(path) {
+            return Ok(Some(stat));
+        }
+        let stat = stat_at(&self.base, path, LATEST)?;
+        if let Some(stat) = &stat {
+            self.store.latest().remember(path, stat);
+        }
+        Ok(stat)
+    }
+
+    /// The value of `path` as of `stat`, through the same layers as [`Self::stat`].
+    fn value(&self, path: &str, stat: &Stat) -> Result<Vec<u8>, StoreError> {
+        let key = keys::data_key(path, stat.mod_revision);
+        for layer in [&self.staged[Cf::Data as usize], &self.done[Cf::Data as usize]] {
+            if layer.contains_key(&key) {
+                return value_of(self, path, stat);
+            }
+        }
+        if let Some(value) = self.store.latest().value(path, stat.mod_revision) {
+            return Ok(value);
+        }
+        let value = value_of(&self.base, path, stat)?;
+        self.store.latest().remember_value(path, stat.mod_revision, &value);
+        Ok(value)
+    }
+
+    /// The newest version of every node this apply changed, for the cache.
+    fn changes(&self) -> Result<Vec<Change>, StoreError> {
+        let mut changes: Vec<Change> = Vec::new();
+        for (key, value) in &self.done[Cf::Stat as usize] {
+            let Some((path, _)) = keys::split_version_key(key) else {
+                return Err(StoreError::Corrupt("bad stat key staged".into()));
+            };
+            // Versions of a path sort newest first: the first one seen is the newest.
+            if changes.last().is_some_and(|c| c.path.as_bytes() == path) {
+                continue;
+            }
+            let path = std::str::from_utf8(path).map_err(|e| StoreError::Corrupt(e.to_string()))?.to_owned();
+            let stat: Option<Stat> = match value {
+                Some(bytes) => bincode::deserialize(bytes)?,
+                None => None,
+            };
+            let value = stat.as_ref().and_then(|s| {
+                self.done[Cf::Data as usize].get(&keys::data_key(&path, s.mod_revision)).cloned().flatten()
+            });
+            changes.push(Change { path, stat, value });
+        }
+        Ok(changes)
     }
 
     fn write_stat(&mut self, path: &str, rev: u64, stat: Option<&Stat>) -> Result<(), StoreError> {
@@ -230,7 +297,7 @@ impl<'a> Apply<'a> {
                 None => compare.holds(None),
                 Some(s) => {
                     let value = match compare.target {
-                        CompareTarget::Value(_) => value_of(self, &compare.path, s)?,
+                        CompareTarget::Value(_) => self.value(&compare.path, s)?,
                         _ => Vec::new(),
                     };
                     compare.holds(Some((s, &value)))
@@ -473,7 +540,7 @@ impl<'a> Apply<'a> {
             ))
             .into());
         }
-        let prev_value = value_of(self, path, &old)?;
+        let prev_value = self.value(path, &old)?;
         let stat = Stat {
             mod_revision: rev,
             version: old.version + 1,
@@ -510,7 +577,7 @@ impl<'a> Apply<'a> {
             )
             .into());
         }
-        let value = value_of(self, path, &old)?;
+        let value = self.value(path, &old)?;
         let mut deleted = 1;
         if old.num_children > 0 {
             let (descendants, _) = subtree_at(self, path, LATEST, None, usize::MAX, usize::MAX, false)?;

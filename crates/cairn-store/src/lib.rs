@@ -11,6 +11,7 @@ mod apply;
 mod command;
 mod keys;
 mod kv;
+mod latest;
 mod read;
 mod snapshot;
 mod store;

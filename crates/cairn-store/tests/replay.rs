@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! Property: the same commands give the same state and history, however they are batched
-//! into log entries and whether or not a snapshot is taken and installed midway.
+//! into log entries, whether or not a snapshot is taken and installed midway, and whether
+//! or not the store's in-memory cache of the newest state is warm.
 
 use cairn_api::{Expect, Op};
 use cairn_store::{open_db, Command, CommandResult, Request, Store};
@@ -66,6 +67,21 @@ fn apply(store: &Store, commands: &[Command], chunk: usize) -> Vec<CommandResult
     out
 }
 
+/// Like [`apply`], but every log entry is applied by a freshly opened store, so nothing
+/// that apply keeps in memory carries over from one entry to the next.
+fn apply_cold(dir: &std::path::Path, commands: &[Command], chunk: usize) -> Vec<CommandResult> {
+    let mut out = vec![];
+    for (i, batch) in commands.chunks(chunk.max(1)).enumerate() {
+        let store = Store::open(open_db(dir, &[]).unwrap()).unwrap();
+        let mut a = store.begin_apply().unwrap();
+        let request = Request { time_ms: 1000 + i as u64, commands: batch.to_vec() };
+        out.extend(a.apply_request(&request).unwrap());
+        a.set_applied(vec![i as u8]);
+        a.commit().unwrap();
+    }
+    out
+}
+
 fn image(store: &Store) -> Vec<u8> {
     let mut out = vec![];
     store.write_snapshot(&mut out).unwrap();
@@ -95,6 +111,14 @@ proptest! {
         let rb = apply(&b, &commands, chunk);
         prop_assert_eq!(&ra, &rb);
         prop_assert_eq!(image(&a), image(&b));
+
+        // The in-memory cache of the newest state changes nothing: a store reopened for
+        // every entry answers and stores exactly the same.
+        let cold_dir = tempfile::tempdir().unwrap();
+        let rcold = apply_cold(cold_dir.path(), &commands, chunk);
+        prop_assert_eq!(&ra, &rcold);
+        let cold = Store::open(open_db(cold_dir.path(), &[]).unwrap()).unwrap();
+        prop_assert_eq!(image(&a), image(&cold));
 
         // Other batching: same outcomes and the same history and namespace.
         let (_c, c) = fresh();
