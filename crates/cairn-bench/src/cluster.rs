@@ -97,13 +97,12 @@ impl Cluster {
 
     /// CPU seconds member `i` has used (user + system).
     pub fn cpu_seconds(&self, i: usize) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.children[i].id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / 100.0
+        self.children.get(i).map_or(0.0, |c| process_cpu_seconds(c.id()))
+    }
+
+    /// CPU seconds all members together have used.
+    pub fn total_cpu_seconds(&self) -> f64 {
+        self.children.iter().map(|c| process_cpu_seconds(c.id())).sum()
     }
 
     /// Resident memory of member `i`, in KiB.
@@ -149,6 +148,16 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// CPU seconds process `pid` has used (user + system), from /proc; 0 when unreadable.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Drop for Cluster {

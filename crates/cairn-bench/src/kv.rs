@@ -95,12 +95,13 @@ fn references(w: &Workload, selected: &[Target]) -> Vec<Target> {
 fn selected(refs: &str) -> anyhow::Result<(Vec<Target>, Vec<Target>)> {
     let mut on = Vec::new();
     let mut missing = Vec::new();
-    for name in refs.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    // `none`: Cairn alone, for measuring a change of Cairn's quickly.
+    for name in refs.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
         let t = [Target::EtcdGrpc, Target::EtcdJson, Target::ZooKeeper]
             .into_iter()
             .find(|t| t.flag() == name)
             .with_context(|| {
-                format!("--refs: unknown reference {name:?} (etcd-grpc, etcd-json, zookeeper)")
+                format!("--refs: unknown reference {name:?} (etcd-grpc, etcd-json, zookeeper, or none)")
             })?;
         if t.compiled() {
             on.push(t);
@@ -124,8 +125,8 @@ impl Systems {
     async fn connect(&self, target: Target, clients: usize) -> anyhow::Result<Vec<Conn>> {
         let etcd = || self.etcd.as_ref().context("etcd is not running");
         match target {
-            Target::Cairn => Ok(workload::http_conns(&self.cairn, clients)),
-            Target::EtcdJson => Ok(workload::http_conns(etcd()?, clients)),
+            Target::Cairn => workload::http_conns(&self.cairn, clients).await,
+            Target::EtcdJson => workload::http_conns(etcd()?, clients).await,
             #[cfg(feature = "grpc")]
             Target::EtcdGrpc => Ok(crate::grpc::connect(&etcd()?.clients, clients)
                 .await?
@@ -139,6 +140,20 @@ impl Systems {
             }
             #[allow(unreachable_patterns)]
             _ => anyhow::bail!("{} needs the `{}` feature", target.flag(), target.feature().unwrap_or("?")),
+        }
+    }
+}
+
+impl Systems {
+    /// CPU seconds used so far by every member of `target`.
+    fn cpu_seconds(&self, target: Target) -> f64 {
+        match target {
+            Target::Cairn => self.cairn.total_cpu_seconds(),
+            Target::EtcdGrpc | Target::EtcdJson => self.etcd.as_ref().map_or(0.0, Cluster::total_cpu_seconds),
+            #[cfg(feature = "zookeeper")]
+            Target::ZooKeeper => self.zookeeper.as_ref().map_or(0.0, crate::zk::Ensemble::total_cpu_seconds),
+            #[cfg(not(feature = "zookeeper"))]
+            Target::ZooKeeper => 0.0,
         }
     }
 }
@@ -194,8 +209,11 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
         anyhow::bail!("--rows: unknown row {unknown:?} (put, cas, get, serializable, past, create)");
     }
     workloads.retain(|w| rows.contains(&w.op.flag()));
-    // A row without a reference would say nothing about Cairn against anything.
-    workloads.retain(|w| !references(w, &refs).is_empty());
+    // A row without a reference would say nothing about Cairn against anything, unless Cairn
+    // alone was asked for.
+    if !refs.is_empty() {
+        workloads.retain(|w| !references(w, &refs).is_empty());
+    }
 
     let uses_etcd = refs.iter().any(|t| matches!(t, Target::EtcdGrpc | Target::EtcdJson));
     let uses_zk = refs.contains(&Target::ZooKeeper);
@@ -290,15 +308,19 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
                 })
             };
             let past = if target == Target::Cairn { cairn_past } else { etcd_past };
+            let cpu_before = systems.cpu_seconds(target);
             let o = workload::measure(conns, w.op, duration, args.keys, args.value_size, past).await;
             ticker.abort();
-            let o = o?;
+            let mut o = o?;
+            if o.ops > 0 {
+                o.cpu_us_per_op = (systems.cpu_seconds(target) - cpu_before) * 1e6 / o.ops as f64;
+            }
             bar.inc(1);
             say(
                 &bar,
                 format!(
-                    "{what:<48} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                    o.ops_per_sec, o.p50_ms, o.p99_ms, o.errors
+                    "{what:<48} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu/op {:>5.0} µs  errors {}",
+                    o.ops_per_sec, o.p50_ms, o.p99_ms, o.cpu_us_per_op, o.errors
                 ),
             );
             outcomes.push((target, o));
@@ -316,6 +338,7 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
 
     print_table(&rows);
     println!("cairn/ref = Cairn's op/s over the reference's; latencies per request, client side;");
+    println!("cpu/op = CPU time all members of the system spent per request (the load generator excluded);");
     println!("client c talks to member c mod 3.");
     if refs.contains(&Target::EtcdGrpc) {
         println!(
@@ -368,10 +391,10 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n{:<26} {:<22} {:>10} {:>9} {:>10} {:>10} {:>10} {:>8}",
-        "workload", "system", "op/s", "cairn/ref", "p50", "p99", "p999", "errors"
+        "\n{:<26} {:<22} {:>10} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "workload", "system", "op/s", "cairn/ref", "p50", "p99", "p999", "cpu/op", "errors"
     );
-    println!("{}", "-".repeat(112));
+    println!("{}", "-".repeat(121));
     let ms = |v: f64| format!("{v:.2}ms");
     for r in rows {
         let mut first = true;
@@ -381,7 +404,7 @@ fn print_table(rows: &[Row]) {
             let ratio =
                 if t == Target::Cairn { String::new() } else { format!("{:.2}x", ratio(&r.cairn, o)) };
             println!(
-                "{:<26} {:<22} {:>10.0} {:>9} {:>10} {:>10} {:>10} {:>8}",
+                "{:<26} {:<22} {:>10.0} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8}",
                 if first { r.workload.label() } else { String::new() },
                 t.label(r.workload.op),
                 o.ops_per_sec,
@@ -389,6 +412,7 @@ fn print_table(rows: &[Row]) {
                 ms(o.p50_ms),
                 ms(o.p99_ms),
                 ms(o.p999_ms),
+                format!("{:.0}µs", o.cpu_us_per_op),
                 o.errors
             );
             first = false;

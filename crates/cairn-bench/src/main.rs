@@ -31,8 +31,8 @@ pub struct Args {
     #[arg(long, default_value = "etcd")]
     pub etcd_bin: PathBuf,
     /// References for the key-value suite, comma separated: etcd-grpc (needs the `grpc`
-    /// feature), etcd-json, zookeeper (needs the `zookeeper` feature). Those not built in are
-    /// skipped with a note.
+    /// feature), etcd-json, zookeeper (needs the `zookeeper` feature), or `none` for Cairn
+    /// alone. Those not built in are skipped with a note.
     #[arg(long, default_value = "etcd-grpc,etcd-json,zookeeper")]
     pub refs: String,
     /// Rows of the key-value suite, comma separated: put, cas, get, serializable, past,

@@ -5,8 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use crate::cluster::{Cluster, System};
@@ -68,78 +75,158 @@ pub struct Outcome {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
+    /// CPU time the system's members spent per successful request, all members together
+    /// (user + system, from /proc), in microseconds: what a request costs the machine.
+    pub cpu_us_per_op: f64,
 }
 
 pub fn key(i: usize) -> String {
     format!("k{i:06}")
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap_or_default()
+/// One HTTP/1.1 connection driven by hyper directly. The load generator shares the
+/// machine with the servers, and reqwest's per-request work (URL parsing, the pool,
+/// header maps) cost it about as much CPU as a member spent answering, which the servers
+/// then lacked; a bare connection with prepared paths costs a fraction of that.
+pub struct H1 {
+    endpoint: String,
+    host: HeaderValue,
+    send: Option<SendRequest<Full<Bytes>>>,
 }
 
-async fn request(
-    client: &reqwest::Client,
+impl H1 {
+    pub async fn connect(endpoint: &str) -> anyhow::Result<H1> {
+        let host = HeaderValue::from_str(endpoint).context("endpoint as a Host header")?;
+        let mut conn = H1 { endpoint: endpoint.to_owned(), host, send: None };
+        conn.reconnect().await?;
+        Ok(conn)
+    }
+
+    async fn reconnect(&mut self) -> anyhow::Result<()> {
+        self.send = None;
+        let tcp = tokio::net::TcpStream::connect(&self.endpoint)
+            .await
+            .with_context(|| format!("connecting to {}", self.endpoint))?;
+        tcp.set_nodelay(true)?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        self.send = Some(send);
+        Ok(())
+    }
+
+    /// One request; the status and body, or `None` when the connection failed (the next
+    /// call reconnects).
+    pub async fn call(&mut self, method: Method, path: &str, body: Bytes) -> Option<(StatusCode, Bytes)> {
+        if self.send.as_ref().is_none_or(|s| s.is_closed()) && self.reconnect().await.is_err() {
+            return None;
+        }
+        let send = self.send.as_mut()?;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.host.clone())
+            .body(Full::new(body))
+            .ok()?;
+        let answer = async {
+            send.ready().await?;
+            let resp = send.send_request(req).await?;
+            let status = resp.status();
+            Ok::<_, hyper::Error>((status, resp.into_body().collect().await?.to_bytes()))
+        };
+        match answer.await {
+            Ok(r) => Some(r),
+            Err(_) => {
+                self.send = None;
+                None
+            }
+        }
+    }
+
+    async fn json(&mut self, method: Method, path: &str, body: Bytes) -> Option<serde_json::Value> {
+        match self.call(method, path, body).await? {
+            (status, bytes) if status.is_success() => serde_json::from_slice(&bytes).ok(),
+            _ => None,
+        }
+    }
+}
+
+fn etcd_key(k: &str) -> String {
+    B64.encode(format!("/bench/{k}"))
+}
+
+/// The request of one plain operation against `system`: method, path and body.
+fn plain_request(
     system: System,
-    endpoint: &str,
     op: Op,
     k: &str,
     value: &[u8],
     past: u64,
-) -> bool {
-    let req = match (system, op) {
-        (System::Cairn, Op::Put) => client.put(format!("http://{endpoint}/v1/nodes/bench/{k}")).body(value.to_vec()),
-        (System::Cairn, Op::GetLinearizable) => client.get(format!("http://{endpoint}/v1/nodes/bench/{k}")),
+) -> Option<(Method, String, Bytes)> {
+    let json = |v: serde_json::Value| Bytes::from(v.to_string());
+    Some(match (system, op) {
+        (System::Cairn, Op::Put) => {
+            (Method::PUT, format!("/v1/nodes/bench/{k}"), Bytes::copy_from_slice(value))
+        }
+        (System::Cairn, Op::GetLinearizable) => (Method::GET, format!("/v1/nodes/bench/{k}"), Bytes::new()),
         (System::Cairn, Op::GetPastRevision) => {
-            client.get(format!("http://{endpoint}/v1/nodes/bench/{k}?revision={past}"))
+            (Method::GET, format!("/v1/nodes/bench/{k}?revision={past}"), Bytes::new())
         }
-        (System::Etcd, Op::GetPastRevision) => client
-            .post(format!("http://{endpoint}/v3/kv/range"))
-            .body(serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "revision": past }).to_string()),
         (System::Cairn, Op::GetSerializable) => {
-            client.get(format!("http://{endpoint}/v1/nodes/bench/{k}?consistency=serializable"))
+            (Method::GET, format!("/v1/nodes/bench/{k}?consistency=serializable"), Bytes::new())
         }
-        (System::Etcd, Op::Put) => client
-            .post(format!("http://{endpoint}/v3/kv/put"))
-            .body(serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "value": B64.encode(value) }).to_string()),
-        (System::Etcd, Op::GetLinearizable | Op::GetSerializable) => client.post(format!("http://{endpoint}/v3/kv/range")).body(
-            serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "serializable": matches!(op, Op::GetSerializable) })
-                .to_string(),
-        ),
         (System::Cairn, Op::Create) => {
-            client.post(format!("http://{endpoint}/v1/nodes/bench-create/{k}")).body(value.to_vec())
+            (Method::POST, format!("/v1/nodes/bench-create/{k}"), Bytes::copy_from_slice(value))
         }
-        (_, Op::Cas) | (System::Etcd, Op::Create) => return false,
-    };
-    match req.send().await {
-        Ok(r) => {
-            let ok = r.status().is_success();
-            let _ = r.bytes().await;
-            ok
-        }
-        Err(_) => false,
-    }
+        (System::Etcd, Op::GetPastRevision) => (
+            Method::POST,
+            "/v3/kv/range".into(),
+            json(serde_json::json!({ "key": etcd_key(k), "revision": past })),
+        ),
+        (System::Etcd, Op::Put) => (
+            Method::POST,
+            "/v3/kv/put".into(),
+            json(serde_json::json!({ "key": etcd_key(k), "value": B64.encode(value) })),
+        ),
+        (System::Etcd, Op::GetLinearizable | Op::GetSerializable) => (
+            Method::POST,
+            "/v3/kv/range".into(),
+            json(
+                serde_json::json!({ "key": etcd_key(k), "serializable": matches!(op, Op::GetSerializable) }),
+            ),
+        ),
+        (_, Op::Cas) | (System::Etcd, Op::Create) => return None,
+    })
+}
+
+async fn request(conn: &mut H1, system: System, op: Op, k: &str, value: &[u8], past: u64) -> bool {
+    let Some((method, path, body)) = plain_request(system, op, k, value, past) else { return false };
+    matches!(conn.call(method, &path, body).await, Some((status, _)) if status.is_success())
 }
 
 /// Writes every key once so reads find them; returns the revision reached.
 pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyhow::Result<u64> {
-    let client = http();
+    let endpoint = &cluster.clients[0];
     let value = vec![b'v'; value_size];
     if cluster.system == System::Cairn {
+        let mut conn = H1::connect(endpoint).await?;
         for parent in ["bench", "bench-create"] {
-            let r = client.put(format!("http://{}/v1/nodes/{parent}", cluster.clients[0])).send().await?;
-            anyhow::ensure!(r.status().is_success(), "creating /{parent}: {}", r.status());
+            let r = conn.call(Method::PUT, &format!("/v1/nodes/{parent}"), Bytes::new()).await;
+            anyhow::ensure!(
+                r.as_ref().is_some_and(|(s, _)| s.is_success()),
+                "creating /{parent}: {:?}",
+                r.map(|(s, _)| s)
+            );
         }
     }
     let chunks: Vec<Vec<usize>> =
         (0..keys).collect::<Vec<_>>().chunks(keys.div_ceil(64).max(1)).map(|c| c.to_vec()).collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
-        let (client, value, endpoint, system) =
-            (client.clone(), value.clone(), cluster.clients[0].clone(), cluster.system);
+        let mut conn = H1::connect(endpoint).await?;
+        let (value, system) = (value.clone(), cluster.system);
         tasks.push(tokio::spawn(async move {
             for i in chunk {
-                if !request(&client, system, &endpoint, Op::Put, &key(i), &value, 0).await {
+                if !request(&mut conn, system, Op::Put, &key(i), &value, 0).await {
                     return false;
                 }
             }
@@ -149,76 +236,64 @@ pub async fn prepare(cluster: &Cluster, keys: usize, value_size: usize) -> anyho
     for t in tasks {
         anyhow::ensure!(t.await?, "{}: loading keys failed", cluster.system.name());
     }
-    current_revision(&client, cluster).await
+    current_revision(cluster).await
 }
 
-/// The revision the cluster has reached (from a read's response header).
 /// One compare-and-set of `k` expecting `mod_revision`; the key's new mod_revision.
-async fn cas(
-    client: &reqwest::Client,
-    system: System,
-    endpoint: &str,
-    k: &str,
-    value: &[u8],
-    mod_revision: u64,
-) -> Option<u64> {
-    let req = match system {
-        System::Cairn => {
-            client.put(format!("http://{endpoint}/v1/nodes/bench/{k}?mod_revision={mod_revision}")).body(value.to_vec())
-        }
-        System::Etcd => client.post(format!("http://{endpoint}/v3/kv/txn")).body(
-            serde_json::json!({
-                "compare": [{ "key": B64.encode(format!("/bench/{k}")), "target": "MOD", "result": "EQUAL",
-                              "mod_revision": mod_revision.to_string() }],
-                "success": [{ "request_put": { "key": B64.encode(format!("/bench/{k}")), "value": B64.encode(value) } }],
-            })
-            .to_string(),
-        ),
-    };
-    let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+async fn cas(conn: &mut H1, system: System, k: &str, value: &[u8], mod_revision: u64) -> Option<u64> {
     match system {
-        System::Cairn => v["node"]["stat"]["mod_revision"].as_u64(),
-        System::Etcd if v["succeeded"] == true => v["header"]["revision"].as_str()?.parse().ok(),
-        System::Etcd => None,
+        System::Cairn => {
+            let path = format!("/v1/nodes/bench/{k}?mod_revision={mod_revision}");
+            let v = conn.json(Method::PUT, &path, Bytes::copy_from_slice(value)).await?;
+            v["node"]["stat"]["mod_revision"].as_u64()
+        }
+        System::Etcd => {
+            let body = serde_json::json!({
+                "compare": [{ "key": etcd_key(k), "target": "MOD", "result": "EQUAL",
+                              "mod_revision": mod_revision.to_string() }],
+                "success": [{ "request_put": { "key": etcd_key(k), "value": B64.encode(value) } }],
+            });
+            let v = conn.json(Method::POST, "/v3/kv/txn", Bytes::from(body.to_string())).await?;
+            if v["succeeded"] != true {
+                return None;
+            }
+            etcd_revision(&v)
+        }
     }
 }
 
 /// Writes `k` once and returns its mod_revision (the starting point of a CAS client).
-async fn cas_start(
-    client: &reqwest::Client,
-    system: System,
-    endpoint: &str,
-    k: &str,
-    value: &[u8],
-) -> Option<u64> {
-    let req = match system {
-        System::Cairn => client.put(format!("http://{endpoint}/v1/nodes/bench/{k}")).body(value.to_vec()),
-        System::Etcd => client.post(format!("http://{endpoint}/v3/kv/put")).body(
-            serde_json::json!({ "key": B64.encode(format!("/bench/{k}")), "value": B64.encode(value) })
-                .to_string(),
-        ),
-    };
-    let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+async fn cas_start(conn: &mut H1, system: System, k: &str, value: &[u8]) -> Option<u64> {
+    let (method, path, body) = plain_request(system, Op::Put, k, value, 0)?;
+    let v = conn.json(method, &path, body).await?;
     match system {
         System::Cairn => v["node"]["stat"]["mod_revision"].as_u64(),
-        System::Etcd => v["header"]["revision"].as_str()?.parse().ok(),
+        System::Etcd => etcd_revision(&v),
     }
 }
 
-async fn current_revision(client: &reqwest::Client, cluster: &Cluster) -> anyhow::Result<u64> {
-    let endpoint = &cluster.clients[0];
-    let v: serde_json::Value = match cluster.system {
-        System::Cairn => client.get(format!("http://{endpoint}/v1/nodes/bench")).send().await?.json().await?,
+/// The revision in an answer of etcd's gateway, which renders 64-bit numbers as strings.
+fn etcd_revision(v: &serde_json::Value) -> Option<u64> {
+    let rev = &v["header"]["revision"];
+    rev.as_u64().or_else(|| rev.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// The revision the cluster has reached (from a read's response header).
+async fn current_revision(cluster: &Cluster) -> anyhow::Result<u64> {
+    let mut conn = H1::connect(&cluster.clients[0]).await?;
+    let v = match cluster.system {
+        System::Cairn => conn.json(Method::GET, "/v1/nodes/bench", Bytes::new()).await,
         System::Etcd => {
-            let body = serde_json::json!({ "key": B64.encode("/bench/k000000") }).to_string();
-            client.post(format!("http://{endpoint}/v3/kv/range")).body(body).send().await?.json().await?
+            let body = serde_json::json!({ "key": etcd_key("k000000") }).to_string();
+            conn.json(Method::POST, "/v3/kv/range", Bytes::from(body)).await
         }
     };
-    let rev = &v["header"]["revision"];
-    // etcd's gateway renders 64-bit numbers as strings.
-    rev.as_u64()
-        .or_else(|| rev.as_str().and_then(|s| s.parse().ok()))
-        .ok_or_else(|| anyhow::anyhow!("{}: no revision in {v}", cluster.system.name()))
+    let v = v.with_context(|| format!("{}: reading the current revision failed", cluster.system.name()))?;
+    match cluster.system {
+        System::Cairn => v["header"]["revision"].as_u64(),
+        System::Etcd => etcd_revision(&v),
+    }
+    .ok_or_else(|| anyhow::anyhow!("{}: no revision in {v}", cluster.system.name()))
 }
 
 /// Clients that share one gRPC channel (one HTTP/2 connection) to etcd. etcd's benchmark
@@ -228,9 +303,8 @@ pub const GRPC_CLIENTS_PER_CHANNEL: usize = 16;
 
 /// One client's connection to the system under test.
 pub enum Conn {
-    /// Cairn, or etcd's JSON gateway; the `reqwest` pool gives each concurrent client its own
-    /// HTTP/1.1 connection.
-    Http { client: reqwest::Client, system: System, endpoint: String },
+    /// Cairn, or etcd's JSON gateway: one HTTP/1.1 connection per client.
+    Http { conn: H1, system: System },
     /// Boxed: a gRPC client is several times the size of the others.
     #[cfg(feature = "grpc")]
     Grpc(Box<etcd_client::KvClient>),
@@ -241,9 +315,7 @@ pub enum Conn {
 impl Conn {
     async fn request(&mut self, op: Op, k: &str, value: &[u8], past: u64) -> bool {
         match self {
-            Conn::Http { client, system, endpoint } => {
-                request(client, *system, endpoint, op, k, value, past).await
-            }
+            Conn::Http { conn, system } => request(conn, *system, op, k, value, past).await,
             #[cfg(feature = "grpc")]
             Conn::Grpc(kv) => crate::grpc::request(kv, op, k, value, past).await,
             #[cfg(feature = "zookeeper")]
@@ -255,7 +327,7 @@ impl Conn {
 
     async fn cas_start(&mut self, k: &str, value: &[u8]) -> Option<u64> {
         match self {
-            Conn::Http { client, system, endpoint } => cas_start(client, *system, endpoint, k, value).await,
+            Conn::Http { conn, system } => cas_start(conn, *system, k, value).await,
             #[cfg(feature = "grpc")]
             Conn::Grpc(kv) => crate::grpc::cas_start(kv, k, value).await,
             #[cfg(feature = "zookeeper")]
@@ -265,9 +337,7 @@ impl Conn {
 
     async fn cas(&mut self, k: &str, value: &[u8], expected: u64) -> Option<u64> {
         match self {
-            Conn::Http { client, system, endpoint } => {
-                cas(client, *system, endpoint, k, value, expected).await
-            }
+            Conn::Http { conn, system } => cas(conn, *system, k, value, expected).await,
             #[cfg(feature = "grpc")]
             Conn::Grpc(kv) => crate::grpc::cas(kv, k, value, expected).await,
             #[cfg(feature = "zookeeper")]
@@ -277,15 +347,13 @@ impl Conn {
 }
 
 /// HTTP connections for `clients` clients, client `c` on member `c % members`.
-pub fn http_conns(cluster: &Cluster, clients: usize) -> Vec<Conn> {
-    let client = http();
-    (0..clients)
-        .map(|c| Conn::Http {
-            client: client.clone(),
-            system: cluster.system,
-            endpoint: cluster.clients[c % cluster.clients.len()].clone(),
-        })
-        .collect()
+pub async fn http_conns(cluster: &Cluster, clients: usize) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let conn = H1::connect(&cluster.clients[c % cluster.clients.len()]).await?;
+        conns.push(Conn::Http { conn, system: cluster.system });
+    }
+    Ok(conns)
 }
 
 /// Runs `w` over HTTP against `cluster` (the watch and lease suites' put load).
@@ -297,7 +365,7 @@ pub async fn run(
     value_size: usize,
     past: u64,
 ) -> anyhow::Result<Outcome> {
-    measure(http_conns(cluster, w.clients), w.op, duration, keys, value_size, past).await
+    measure(http_conns(cluster, w.clients).await?, w.op, duration, keys, value_size, past).await
 }
 
 /// One task per connection runs `op` back to back for `duration`; throughput and latency
@@ -382,5 +450,6 @@ pub async fn measure(
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         p999_ms: pct(0.999),
+        cpu_us_per_op: 0.0,
     })
 }

@@ -42,6 +42,13 @@ pub struct Ensemble {
     children: Vec<Child>,
 }
 
+impl Ensemble {
+    /// CPU seconds all servers together have used.
+    pub fn total_cpu_seconds(&self) -> f64 {
+        self.children.iter().map(|c| crate::cluster::process_cpu_seconds(c.id())).sum()
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
