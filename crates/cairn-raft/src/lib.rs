@@ -109,10 +109,10 @@ mod tests {
             Entry { log_id, payload: EntryPayload::Membership(membership) },
             Entry {
                 log_id,
-                payload: EntryPayload::Normal(Request {
-                    time_ms: 5,
-                    commands: vec![cairn_store::Command::Compact { revision: 3 }],
-                }),
+                payload: EntryPayload::Normal(Request::new(
+                    5,
+                    vec![cairn_store::Command::Compact { revision: 3 }],
+                )),
             },
         ];
         let req = openraft::raft::AppendEntriesRequest::<TypeConfig> {

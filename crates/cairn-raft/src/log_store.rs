@@ -1,8 +1,9 @@
 //! The Raft log and vote in RocksDB.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, StorageIOError, Vote};
@@ -32,15 +33,105 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-/// Log store handle; clones share the database.
+/// Most entries, and most encoded bytes, kept in [`Recent`].
+const RECENT_ENTRIES: usize = 4096;
+const RECENT_BYTES: usize = 64 << 20;
+
+/// The newest entries, as appended. Every entry is read back right after it is written,
+/// by each replication stream and by apply; serving those reads from memory saves a
+/// RocksDB seek and a decode per entry and reader. Always a contiguous suffix of the log
+/// (possibly empty): append extends it, truncate and purge cut it.
+#[derive(Default)]
+struct Recent {
+    /// Entries with their encoded size, in index order.
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, entry: Entry, size: usize) {
+        let follows = self.entries.back().is_none_or(|(last, _)| last.log_id.index + 1 == entry.log_id.index);
+        if !follows {
+            self.clear();
+        }
+        self.entries.push_back((entry, size));
+        self.bytes += size;
+        while self.entries.len() > RECENT_ENTRIES || (self.bytes > RECENT_BYTES && self.entries.len() > 1) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, size)) = self.entries.pop_front() {
+            self.bytes -= size;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops entries from `index` on.
+    fn truncate(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|(e, _)| e.log_id.index >= index) {
+            if let Some((_, size)) = self.entries.pop_back() {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// Drops entries up to `index`.
+    fn purge(&mut self, index: u64) {
+        while self.first_index().is_some_and(|first| first <= index) {
+            self.pop_front();
+        }
+    }
+
+    /// The entries from `start` within `range` (up to `max_bytes`, at least one), if this
+    /// holds all of them: it does when `start` is cached, being a suffix of the log.
+    fn read(&self, start: u64, range: &impl RangeBounds<u64>, max_bytes: usize) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        if start < first {
+            return None;
+        }
+        let skip = usize::try_from(start - first).ok()?;
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        for (entry, size) in self.entries.iter().skip(skip) {
+            if !range.contains(&entry.log_id.index) || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            bytes += size;
+            out.push(entry.clone());
+        }
+        Some(out)
+    }
+}
+
+/// Log store handle; clones share the database and the recent entries.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Self {
-        LogStore { db }
+        LogStore { db, recent: Arc::default() }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        // A panic while holding it may have left it half-updated: start empty.
+        self.recent.lock().unwrap_or_else(|poisoned| {
+            let mut recent = poisoned.into_inner();
+            recent.clear();
+            self.recent.clear_poison();
+            recent
+        })
     }
 
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StorageError> {
@@ -105,6 +196,9 @@ impl LogStore {
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        if let Some(entries) = self.recent().read(start, &range, max_bytes) {
+            return Ok(entries);
+        }
         let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG)?);
         it.seek(index_key(start));
         let (mut out, mut bytes) = (Vec::new(), 0usize);
@@ -174,12 +268,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes =
                 encode(&entry).map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, *e))?;
-            batch.put_cf(cf, index_key(entry.log_id.index), bytes);
+            batch.put_cf(cf, index_key(entry.log_id.index), &bytes);
+            appended.push((entry, bytes.len()));
         }
-        self.db.write(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        if let Err(e) = self.db.write(batch) {
+            self.recent().clear();
+            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
+        }
+        let mut recent = self.recent();
+        for (entry, size) in appended {
+            recent.push(entry, size);
+        }
+        drop(recent);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let result = db.flush_wal(true).map_err(std::io::Error::other);
@@ -189,16 +293,88 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().truncate(log_id.index);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(CF_LOG)?, index_key(log_id.index), index_key(u64::MAX));
         self.db.write(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
+    /// Purged entries are applied, but applies skip the WAL: the state machine reaches disk
+    /// first, or a crash could leave it behind a log that no longer holds what it lacks.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || cairn_store::persist(&db))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        self.recent().purge(log_id.index);
         let bytes = encode(&log_id).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, *e))?;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META)?, LAST_PURGED, bytes);
         batch.delete_range_cf(self.cf(CF_LOG)?, index_key(0), index_key(log_id.index + 1));
         self.db.write(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    fn filled(range: std::ops::Range<u64>) -> Recent {
+        let mut recent = Recent::default();
+        for i in range {
+            recent.push(entry(i), 10);
+        }
+        recent
+    }
+
+    #[test]
+    fn recent_serves_only_ranges_it_holds_whole() {
+        let recent = filled(5..10);
+        assert_eq!(recent.read(4, &(4..8), usize::MAX), None, "5 is its first: 4 is on disk only");
+        assert_eq!(indexes(&recent.read(6, &(6..8), usize::MAX).unwrap()), [6, 7]);
+        assert_eq!(indexes(&recent.read(7, &(7..), usize::MAX).unwrap()), [7, 8, 9]);
+        assert_eq!(indexes(&recent.read(10, &(10..12), usize::MAX).unwrap()), Vec::<u64>::new());
+        // A byte budget stops the read, but never before one entry.
+        assert_eq!(indexes(&recent.read(5, &(5..10), 25).unwrap()), [5, 6, 7]);
+        assert_eq!(indexes(&recent.read(5, &(5..10), 1).unwrap()), [5]);
+    }
+
+    #[test]
+    fn recent_stays_a_suffix_of_the_log() {
+        let mut recent = filled(1..6);
+        recent.truncate(4);
+        assert_eq!(indexes(&recent.read(1, &(1..), usize::MAX).unwrap()), [1, 2, 3]);
+        recent.push(entry(4), 10);
+        recent.purge(2);
+        assert_eq!(recent.read(2, &(2..), usize::MAX), None);
+        assert_eq!(indexes(&recent.read(3, &(3..), usize::MAX).unwrap()), [3, 4]);
+        assert_eq!(recent.bytes, 20);
+        // A gap (which append never makes) starts it afresh rather than mislead.
+        recent.push(entry(9), 10);
+        assert_eq!(recent.read(4, &(4..), usize::MAX), None);
+        assert_eq!(indexes(&recent.read(9, &(9..), usize::MAX).unwrap()), [9]);
+    }
+
+    #[test]
+    fn recent_is_bounded() {
+        let recent = filled(0..RECENT_ENTRIES as u64 + 10);
+        assert_eq!(recent.entries.len(), RECENT_ENTRIES);
+        assert_eq!(recent.first_index(), Some(10));
+        let mut big = Recent::default();
+        for i in 0..4 {
+            big.push(entry(i), RECENT_BYTES / 2);
+        }
+        assert_eq!(big.entries.len(), 2);
+        assert_eq!(big.bytes, RECENT_BYTES);
     }
 }

@@ -47,12 +47,15 @@ pub struct StateMachine {
     dir: PathBuf,
     receiving: Option<PathBuf>,
     applied_tx: Arc<watch::Sender<u64>>,
+    /// The record as the last apply wrote it (apply is the only writer, so it saves a read
+    /// and a decode per apply); `None` after a snapshot replaced the state.
+    record: Option<AppliedRecord>,
 }
 
 impl StateMachine {
     pub(crate) async fn open(store: Arc<Store>, dir: PathBuf) -> Result<Self, StorageError> {
         let (applied_tx, _) = watch::channel(store.revision());
-        let sm = StateMachine { store, dir, receiving: None, applied_tx: Arc::new(applied_tx) };
+        let sm = StateMachine { store, dir, receiving: None, applied_tx: Arc::new(applied_tx), record: None };
         if sm.store.install_interrupted().map_err(|e| sm_err(ErrorVerb::Read, e))? {
             let current = sm.read_current()?.ok_or_else(|| {
                 sm_err(
@@ -186,7 +189,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
-        let mut record = self.applied()?;
+        let mut record = match self.record.take() {
+            Some(r) => r,
+            None => self.applied()?,
+        };
         let mut apply = self.store.begin_apply().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let mut responses = Vec::new();
         for entry in entries {
@@ -207,6 +213,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         apply.set_applied(encode(&record).map_err(|e| sm_err(ErrorVerb::Write, e))?);
         apply.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.record = Some(record);
         self.applied_tx.send_replace(self.store.revision());
         Ok(responses)
     }
@@ -243,6 +250,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let file_name = format!("snap-{}", meta.snapshot_id);
         std::fs::rename(&received, self.dir.join(&file_name)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.set_current(meta, &file_name)?;
+        self.record = None;
         self.load_file(&self.dir.join(&file_name)).await?;
         tracing::info!(id = %meta.snapshot_id, last = ?meta.last_log_id, "installed snapshot");
         Ok(())

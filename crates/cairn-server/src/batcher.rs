@@ -131,7 +131,7 @@ fn now_ms() -> u64 {
 async fn commit(raft: &Raft, batch: Vec<Pending>, leases: &LeaseKeeper) {
     let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let count = commands.len();
-    let result = raft.client_write(Request { time_ms: now_ms(), commands }).await;
+    let result = raft.client_write(Request::new(now_ms(), commands)).await;
     match result {
         Ok(resp) if resp.data.0.len() == count => {
             for (reply, result) in replies.into_iter().zip(resp.data.0) {

@@ -100,7 +100,8 @@ impl<'a> Apply<'a> {
         self.done[Cf::Meta as usize].insert(meta::APPLIED.to_vec(), Some(record));
     }
 
-    /// Writes everything in one batch. Durability comes from the Raft log, so no fsync.
+    /// Writes everything in one batch. Durability comes from the Raft log, so neither an
+    /// fsync nor the WAL (see [`crate::store::unlogged`]).
     pub fn commit(mut self) -> Result<(), StoreError> {
         let m = &mut self.done[Cf::Meta as usize];
         m.insert(meta::REVISION.to_vec(), Some(self.revision.to_be_bytes().to_vec()));
@@ -118,7 +119,7 @@ impl<'a> Apply<'a> {
             }
         }
         let mut latest = self.store.latest();
-        if let Err(e) = self.store.db().write(batch) {
+        if let Err(e) = self.store.db().write_opt(batch, &crate::store::unlogged()) {
             latest.clear();
             return Err(e.into());
         }

@@ -1,12 +1,21 @@
 use cairn_api::{ApiError, Op, OpResult, Stat, Txn, TxnResult};
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// One Raft log entry's payload: a batch of commands proposed together (group commit) with
-/// the leader's wall clock at proposal.
+/// the leader's wall clock at proposal. The commands are shared, not copied, when the log
+/// hands the same entry to replication and to apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub time_ms: u64,
-    pub commands: Vec<Command>,
+    pub commands: Arc<Vec<Command>>,
+}
+
+impl Request {
+    pub fn new(time_ms: u64, commands: Vec<Command>) -> Request {
+        Request { time_ms, commands: Arc::new(commands) }
+    }
 }
 
 impl std::fmt::Display for Request {

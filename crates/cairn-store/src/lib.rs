@@ -19,4 +19,4 @@ mod store;
 pub use apply::Apply;
 pub use command::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request};
 pub use read::ReadView;
-pub use store::{open_db, Store, StoreError, COLUMN_FAMILIES};
+pub use store::{open_db, persist, Store, StoreError, COLUMN_FAMILIES};

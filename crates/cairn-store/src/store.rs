@@ -214,12 +214,12 @@ impl Store {
                 }
             }
             if batch.len() >= 10_000 {
-                self.db.write(std::mem::take(&mut batch))?;
+                self.db.write_opt(std::mem::take(&mut batch), &unlogged())?;
             }
             it.next();
         }
         it.status()?;
-        self.db.write(batch)?;
+        self.db.write_opt(batch, &unlogged())?;
         Ok(removed)
     }
 }
@@ -267,6 +267,32 @@ impl KvRead for SnapView<'_> {
 const RANDOM_WRITE_BUFFER_BYTES: usize = 8 << 20;
 const BLOCK_CACHE_BYTES: usize = 128 << 20;
 
+/// Options for the state machine's own writes (applies and history purges): they skip the
+/// WAL. The Raft log makes them durable, since a restart applies again whatever it holds
+/// past the last applied marker, and the WAL would otherwise hold every value twice (once
+/// in the log entry, once in the data column), doubling what each log fsync writes. With
+/// `atomic_flush` every column reaches disk at the same point, so what survives a crash is
+/// always some prefix of the applies, marker included; [`persist`] makes the prefix whole
+/// before the log it came from is purged.
+pub(crate) fn unlogged() -> rocksdb::WriteOptions {
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.disable_wal(true);
+    opts
+}
+
+/// Flushes the state machine's columns to disk, together, and waits: afterwards no log
+/// entry it has applied is needed again. Call it before purging applied log entries.
+pub fn persist(db: &DB) -> Result<(), StoreError> {
+    let cfs = CF_NAMES
+        .iter()
+        .map(|name| db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut opts = rocksdb::FlushOptions::default();
+    opts.set_wait(true);
+    db.flush_cfs_opt(&cfs, &opts)?;
+    Ok(())
+}
+
 /// Opens (creating if needed) a RocksDB with the state machine's column families plus
 /// `extra` ones (the Raft log's). One database means one WAL shared by log and state.
 pub fn open_db(path: &std::path::Path, extra: &[&str]) -> Result<Arc<DB>, StoreError> {
@@ -277,6 +303,12 @@ pub fn open_db(path: &std::path::Path, extra: &[&str]) -> Result<Arc<DB>, StoreE
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     // Bounded WAL so a busy log does not keep gigabytes of recovery data around.
     opts.set_max_total_wal_size(256 << 20);
+    // The state machine writes without the WAL (see [`unlogged`]): flush every column at once.
+    opts.set_atomic_flush(true);
+    // WAL records wait in memory until the log store's `flush_wal(sync)` (or a synced
+    // write) writes and syncs them together: one write call per log append instead of one
+    // per RocksDB write. What waits is at most unsynced data, which a crash may lose anyway.
+    opts.set_manual_wal_flush(true);
     // One block cache for every column, so reads of flushed versions stay in memory.
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
     let cfs = CF_NAMES.iter().chain(extra).map(|name| {

@@ -12,7 +12,7 @@ fn store() -> (tempfile::TempDir, Store) {
 
 fn run(store: &Store, command: Command) -> Result<Output, ApiError> {
     let mut apply = store.begin_apply().unwrap();
-    let mut results = apply.apply_request(&Request { time_ms: 1_000, commands: vec![command] }).unwrap();
+    let mut results = apply.apply_request(&Request::new(1_000, vec![command])).unwrap();
     apply.commit().unwrap();
     results.pop().unwrap().map(|a| a.output)
 }

@@ -59,7 +59,7 @@ fn apply(store: &Store, commands: &[Command], chunk: usize) -> Vec<CommandResult
     let mut out = vec![];
     for (i, batch) in commands.chunks(chunk.max(1)).enumerate() {
         let mut a = store.begin_apply().unwrap();
-        let request = Request { time_ms: 1000 + i as u64, commands: batch.to_vec() };
+        let request = Request::new(1000 + i as u64, batch.to_vec());
         out.extend(a.apply_request(&request).unwrap());
         a.set_applied(vec![i as u8]);
         a.commit().unwrap();
@@ -74,7 +74,7 @@ fn apply_cold(dir: &std::path::Path, commands: &[Command], chunk: usize) -> Vec<
     for (i, batch) in commands.chunks(chunk.max(1)).enumerate() {
         let store = Store::open(open_db(dir, &[]).unwrap()).unwrap();
         let mut a = store.begin_apply().unwrap();
-        let request = Request { time_ms: 1000 + i as u64, commands: batch.to_vec() };
+        let request = Request::new(1000 + i as u64, batch.to_vec());
         out.extend(a.apply_request(&request).unwrap());
         a.set_applied(vec![i as u8]);
         a.commit().unwrap();
