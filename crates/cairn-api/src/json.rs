@@ -2,12 +2,13 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
 use crate::{
-    validate_path, ApiError, Child, Compare, CompareOp, CompareTarget, Expect, Node, Op, OpResult, Txn,
-    TxnResult, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+    validate_path, ApiError, Child, Compare, CompareOp, CompareTarget, Expect, Header, Node, Op, OpResult,
+    Stat, Txn, TxnResult, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
 };
 
 /// How values are written into JSON.
@@ -43,22 +44,71 @@ impl Encoding {
 
 /// `{path, value, stat}`, plus `"encoding": "base64"` when the value is shown as base64.
 pub fn node(node: &Node, encoding: Encoding) -> Value {
-    let mut out = json!({ "path": node.path, "stat": node.stat });
-    put_value(&mut out, &node.value, encoding);
-    out
+    serde_json::to_value(NodeJson { node, encoding }).unwrap_or(Value::Null)
 }
 
-fn put_value(out: &mut Value, value: &[u8], encoding: Encoding) {
-    let text = match encoding {
-        Encoding::Utf8 => std::str::from_utf8(value).ok(),
-        Encoding::Base64 => None,
-    };
-    match text {
-        Some(t) => out["value"] = Value::String(t.to_owned()),
-        None => {
-            out["value"] = Value::String(BASE64.encode(value));
-            out["encoding"] = Value::String("base64".into());
+/// A node written straight to JSON, with no `Value` tree in between: the answers to the
+/// busiest calls (get, set, create) are built from these, and building a tree per answer
+/// cost an allocation per key. Keys come in the sorted order a `Value` tree gives them, so
+/// both ways print the same text.
+pub struct NodeJson<'a> {
+    pub node: &'a Node,
+    pub encoding: Encoding,
+}
+
+impl Serialize for NodeJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let value = &self.node.value;
+        let text = match self.encoding {
+            Encoding::Utf8 => std::str::from_utf8(value).ok(),
+            Encoding::Base64 => None,
+        };
+        let mut m = s.serialize_map(None)?;
+        if text.is_none() {
+            m.serialize_entry("encoding", "base64")?;
         }
+        m.serialize_entry("path", &self.node.path)?;
+        m.serialize_entry("stat", &StatJson(&self.node.stat))?;
+        match text {
+            Some(t) => m.serialize_entry("value", t)?,
+            None => m.serialize_entry("value", &BASE64.encode(value))?,
+        }
+        m.end()
+    }
+}
+
+/// A stat with its keys sorted, as in a `Value` tree.
+pub struct StatJson<'a>(pub &'a Stat);
+
+impl Serialize for StatJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let st = self.0;
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("create_revision", &st.create_revision)?;
+        m.serialize_entry("ctime", &st.ctime)?;
+        m.serialize_entry("cversion", &st.cversion)?;
+        m.serialize_entry("data_length", &st.data_length)?;
+        m.serialize_entry("lease", &st.lease)?;
+        m.serialize_entry("mod_revision", &st.mod_revision)?;
+        m.serialize_entry("mtime", &st.mtime)?;
+        m.serialize_entry("num_children", &st.num_children)?;
+        m.serialize_entry("version", &st.version)?;
+        m.end()
+    }
+}
+
+/// The response header with its keys sorted, as in a `Value` tree.
+pub struct HeaderJson(pub Header);
+
+impl Serialize for HeaderJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = &self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("leader", &h.leader)?;
+        m.serialize_entry("member", &h.member)?;
+        m.serialize_entry("raft_term", &h.raft_term)?;
+        m.serialize_entry("revision", &h.revision)?;
+        m.end()
     }
 }
 

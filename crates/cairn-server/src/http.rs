@@ -62,6 +62,25 @@ pub(crate) fn reply(status: StatusCode, header: Header, mut body: Value) -> Resp
     (status, Json(body)).into_response()
 }
 
+/// The answer to a get, set or create, written without a `Value` tree (see
+/// [`wire::NodeJson`]); fields in sorted order, as [`reply`] prints them.
+#[derive(serde::Serialize)]
+struct NodeAnswer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<bool>,
+    header: wire::HeaderJson,
+    node: wire::NodeJson<'a>,
+    /// Present (possibly null) only in a set's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev: Option<Option<wire::NodeJson<'a>>>,
+}
+
+impl NodeAnswer<'_> {
+    fn into_response(self, status: StatusCode) -> Response {
+        (status, Json(self)).into_response()
+    }
+}
+
 /// Query parameters, with flags that may be bare (`?children`) and unknown names refused.
 pub(crate) struct Params(HashMap<String, String>);
 
@@ -261,7 +280,9 @@ async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
         resp.headers_mut().insert("x-cairn-mod-revision", HeaderValue::from(node.stat.mod_revision));
         return Ok(resp);
     }
-    Ok(reply(StatusCode::OK, header, json!({ "node": wire::node(&node, encoding) })))
+    let node = wire::NodeJson { node: &node, encoding };
+    Ok(NodeAnswer { created: None, header: wire::HeaderJson(header), node, prev: None }
+        .into_response(StatusCode::OK))
 }
 
 async fn put_node(State(app): AppState, uri: Uri, path: Captured, body: Body) -> Answer {
@@ -278,12 +299,13 @@ async fn put_node(State(app): AppState, uri: Uri, path: Captured, body: Body) ->
     match write_op(&app, op).await? {
         (rev, OpResult::Put { node, prev }) => {
             let status = if prev.is_none() { StatusCode::CREATED } else { StatusCode::OK };
-            let body = json!({
-                "node": wire::node(&node, encoding),
-                "prev": prev.as_ref().map(|n| wire::node(n, encoding)),
-                "created": prev.is_none(),
-            });
-            Ok(reply(status, app.header(rev), body))
+            Ok(NodeAnswer {
+                created: Some(prev.is_none()),
+                header: wire::HeaderJson(app.header(rev)),
+                node: wire::NodeJson { node: &node, encoding },
+                prev: Some(prev.as_ref().map(|node| wire::NodeJson { node, encoding })),
+            }
+            .into_response(status))
         }
         (_, other) => Err(ApiError::internal(format!("unexpected answer {other:?}")).into()),
     }
@@ -302,8 +324,13 @@ async fn create_node(State(app): AppState, uri: Uri, path: Captured, body: Body)
     };
     match write_op(&app, op).await? {
         (rev, OpResult::Created { node }) => {
-            let mut resp =
-                reply(StatusCode::CREATED, app.header(rev), json!({ "node": wire::node(&node, encoding) }));
+            let mut resp = NodeAnswer {
+                created: None,
+                header: wire::HeaderJson(app.header(rev)),
+                node: wire::NodeJson { node: &node, encoding },
+                prev: None,
+            }
+            .into_response(StatusCode::CREATED);
             if let Ok(location) = HeaderValue::from_str(&format!("/v1/nodes{}", node.path)) {
                 resp.headers_mut().insert(header::LOCATION, location);
             }
