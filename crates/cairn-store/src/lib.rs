@@ -19,4 +19,5 @@ mod store;
 pub use apply::Apply;
 pub use command::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request};
 pub use read::ReadView;
+pub use snapshot::write_checkpoint_image;
 pub use store::{open_db, persist, Store, StoreError, COLUMN_FAMILIES};

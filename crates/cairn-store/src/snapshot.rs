@@ -5,12 +5,14 @@
 //! consistent while applies go on, and it is streamed: neither side holds it in memory.
 
 use std::io::{Read, Write};
+use std::path::Path;
 
-use rocksdb::WriteBatch;
+use rocksdb::{WriteBatch, DB};
 
 use crate::keys::meta;
 use crate::kv::Cf;
-use crate::{Store, StoreError};
+use crate::store::cf_handle;
+use crate::{Store, StoreError, COLUMN_FAMILIES};
 
 const MAGIC: &[u8; 8] = b"CAIRNSM1";
 const END: u8 = 0xFF;
@@ -40,31 +42,58 @@ fn truncated(e: std::io::Error) -> StoreError {
 impl Store {
     /// Writes an image of the current state; returns the applied record it holds.
     pub fn write_snapshot(&self, out: &mut impl Write) -> Result<Option<Vec<u8>>, StoreError> {
-        let snap = self.db().snapshot();
-        out.write_all(MAGIC)?;
-        let mut applied = None;
-        for cf in ALL {
-            let mut it = snap.raw_iterator_cf(self.cf(cf)?);
-            it.seek_to_first();
-            while let (Some(key), Some(value)) = (it.key(), it.value()) {
-                if cf == Cf::Meta && key == meta::APPLIED {
-                    applied = Some(value.to_vec());
-                }
-                let too_big = || StoreError::Corrupt("key or value over 4 GiB".into());
-                out.write_all(&[cf as u8])?;
-                out.write_all(&u32::try_from(key.len()).map_err(|_| too_big())?.to_be_bytes())?;
-                out.write_all(key)?;
-                out.write_all(&u32::try_from(value.len()).map_err(|_| too_big())?.to_be_bytes())?;
-                out.write_all(value)?;
-                it.next();
-            }
-            it.status()?;
-        }
-        out.write_all(&[END])?;
-        out.flush()?;
-        Ok(applied)
+        write_image(self.db(), out)
     }
 
+    /// Freezes the current state in `dir` (which must not exist yet) as a RocksDB
+    /// checkpoint: a flush, then hard links to the table files, so it costs the same
+    /// whatever the size of the state and history. [`write_checkpoint_image`] turns it
+    /// into an image when one is needed. Returns the applied record it holds.
+    pub fn checkpoint(&self, dir: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        rocksdb::checkpoint::Checkpoint::new(self.db())?.create_checkpoint(dir)?;
+        let frozen = open_checkpoint(dir)?;
+        Ok(frozen.get_cf(cf_handle(&frozen, Cf::Meta)?, meta::APPLIED)?)
+    }
+}
+
+/// Writes the image of a checkpoint made by [`Store::checkpoint`]; returns the applied
+/// record it holds.
+pub fn write_checkpoint_image(dir: &Path, out: &mut impl Write) -> Result<Option<Vec<u8>>, StoreError> {
+    write_image(&open_checkpoint(dir)?, out)
+}
+
+fn open_checkpoint(dir: &Path) -> Result<DB, StoreError> {
+    Ok(DB::open_cf_for_read_only(&rocksdb::Options::default(), dir, COLUMN_FAMILIES, false)?)
+}
+
+/// Streams every state-machine key of one consistent view of `db`.
+fn write_image(db: &DB, out: &mut impl Write) -> Result<Option<Vec<u8>>, StoreError> {
+    let snap = db.snapshot();
+    out.write_all(MAGIC)?;
+    let mut applied = None;
+    for cf in ALL {
+        let mut it = snap.raw_iterator_cf(cf_handle(db, cf)?);
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if cf == Cf::Meta && key == meta::APPLIED {
+                applied = Some(value.to_vec());
+            }
+            let too_big = || StoreError::Corrupt("key or value over 4 GiB".into());
+            out.write_all(&[cf as u8])?;
+            out.write_all(&u32::try_from(key.len()).map_err(|_| too_big())?.to_be_bytes())?;
+            out.write_all(key)?;
+            out.write_all(&u32::try_from(value.len()).map_err(|_| too_big())?.to_be_bytes())?;
+            out.write_all(value)?;
+            it.next();
+        }
+        it.status()?;
+    }
+    out.write_all(&[END])?;
+    out.flush()?;
+    Ok(applied)
+}
+
+impl Store {
     /// Replaces the whole state with an image; returns the applied record it holds.
     ///
     /// Crash-safe in this sense: the state is marked "installing" in the same batch that

@@ -116,8 +116,7 @@ impl Store {
     }
 
     pub(crate) fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
-        let name = CF_NAMES[cf as usize];
-        self.db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
+        cf_handle(&self.db, cf)
     }
 
     /// The revision of the last applied write.
@@ -266,6 +265,12 @@ impl KvRead for SnapView<'_> {
 /// the log and events columns are written in order and keep the default.
 const RANDOM_WRITE_BUFFER_BYTES: usize = 8 << 20;
 const BLOCK_CACHE_BYTES: usize = 128 << 20;
+
+/// The handle of one of the state machine's columns in `db`.
+pub(crate) fn cf_handle(db: &DB, cf: Cf) -> Result<&ColumnFamily, StoreError> {
+    let name = CF_NAMES[cf as usize];
+    db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
+}
 
 /// Options for the state machine's own writes (applies and history purges): they skip the
 /// WAL. The Raft log makes them durable, since a restart applies again whatever it holds

@@ -248,6 +248,33 @@ fn state_survives_reopen_and_snapshot() {
     assert!(other.install_interrupted().unwrap(), "a truncated image leaves the mark");
 }
 
+/// A checkpoint freezes the state at the moment it is taken, writes made without the WAL
+/// included; its image is the live image of that moment, however the state moved on.
+#[test]
+fn a_checkpoint_keeps_the_state_it_was_taken_at() {
+    let (dir, s) = store();
+    run(&s, put("/a", "1")).unwrap();
+    let mut apply = s.begin_apply().unwrap();
+    apply.apply_request(&Request::new(1_000, vec![put("/b", "2")])).unwrap();
+    apply.set_applied(b"marker".to_vec());
+    apply.commit().unwrap();
+    let mut live = Vec::new();
+    s.write_snapshot(&mut live).unwrap();
+    let frozen = dir.path().join("ckpt-1");
+    assert_eq!(s.checkpoint(&frozen).unwrap().as_deref(), Some(&b"marker"[..]));
+    run(&s, put("/a", "changed")).unwrap();
+    run(&s, put("/c", "3")).unwrap();
+    let mut image = Vec::new();
+    let applied = cairn_store::write_checkpoint_image(&frozen, &mut image).unwrap();
+    assert_eq!(applied.as_deref(), Some(&b"marker"[..]));
+    assert_eq!(image, live, "the checkpoint's image is the state when it was taken");
+    let (_d2, other) = store();
+    other.install_snapshot(&mut image.as_slice()).unwrap();
+    assert_eq!(other.revision(), 2);
+    assert_eq!(other.read().unwrap().get("/a", None).unwrap().value, b"1");
+    assert!(other.read().unwrap().get("/c", None).is_err());
+}
+
 #[test]
 fn revoking_a_lease_deletes_its_nodes_in_one_revision() {
     let (_d, s) = store();
