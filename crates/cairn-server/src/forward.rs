@@ -188,7 +188,7 @@ struct Forwarded {
 /// Most writes in one forwarded request.
 const FORWARD_BATCH: usize = 512;
 /// Forwarded requests in flight at once; later writes queue up into the next one.
-const FORWARDS_IN_FLIGHT: usize = 4;
+const FORWARDS_IN_FLIGHT: usize = 2;
 
 impl ForwardQueue {
     pub fn start(forwarder: Forwarder) -> ForwardQueue {
