@@ -4,12 +4,17 @@
 //!   big-endian revision sorts a path's versions newest first, so seeking to
 //!   `path 0x00 !N` lands on the newest version at or before N. Paths never contain 0x00,
 //!   so `path 0x00` sorts before any child (`path/…`) and the namespace iterates in path order.
-//! - data column: `path 0x00 mod_revision` → value bytes. A node's stat changes without its
-//!   value (children come and go), so values are stored once per data change.
+//! - data column: `mod_revision path` → value bytes. A node's stat changes without its
+//!   value (children come and go), so values are stored once per data change. Revision
+//!   first: values are written in revision order, so storing one appends to the memtable
+//!   instead of searching it at random (that search was the costliest part of a put's
+//!   apply); values are only ever read by exact key.
 //! - events column: `revision` (big-endian) → `Vec<Event>`.
 //! - meta column: fixed names → u64 or opaque bytes.
 
 pub const SEP: u8 = 0x00;
+/// The key layout this code writes and reads; 2 keys values by revision first.
+pub const LAYOUT: u64 = 2;
 /// The byte after `/`: seeking to `prefix name 0x30` skips the subtree of `name`.
 pub const AFTER_SLASH: u8 = b'/' + 1;
 
@@ -22,10 +27,9 @@ pub fn version_key(path: &str, revision: u64) -> Vec<u8> {
 }
 
 pub fn data_key(path: &str, mod_revision: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(path.len() + 9);
-    k.extend_from_slice(path.as_bytes());
-    k.push(SEP);
+    let mut k = Vec::with_capacity(path.len() + 8);
     k.extend_from_slice(&mod_revision.to_be_bytes());
+    k.extend_from_slice(path.as_bytes());
     k
 }
 
@@ -89,6 +93,8 @@ pub mod meta {
     pub const APPLIED: &[u8] = b"applied";
     /// Set while a snapshot is being installed; found at start-up, the state is unusable.
     pub const INSTALLING: &[u8] = b"installing";
+    /// The key layout the state was written with ([`super::LAYOUT`]).
+    pub const LAYOUT: &[u8] = b"layout";
 }
 
 #[cfg(test)]

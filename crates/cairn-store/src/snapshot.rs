@@ -139,6 +139,7 @@ impl Store {
         sync.set_sync(true);
         self.db().write_opt(batch, &sync)?;
         self.reload()?;
+        self.check_layout()?;
         Ok(applied)
     }
 }

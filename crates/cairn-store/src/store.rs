@@ -23,6 +23,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("column family {0} is missing: open the database with cairn_store::COLUMN_FAMILIES")]
     MissingColumnFamily(&'static str),
+    #[error(
+        "the state was written with key layout {found}, and this Cairn reads layout {ours}: start \
+         this member with an empty data directory (it catches up from the others), or run the \
+         Cairn that wrote it"
+    )]
+    Layout { found: u64, ours: u64 },
 }
 
 impl From<bincode::Error> for StoreError {
@@ -69,9 +75,27 @@ impl Store {
             compact_revision: AtomicU64::new(0),
             latest: Mutex::default(),
         };
-        store.ensure_root()?;
         store.reload()?;
+        store.check_layout()?;
+        store.ensure_root()?;
         Ok(store)
+    }
+
+    /// Refuses state written with another key layout, which this code would misread; marks
+    /// a new state with its own.
+    pub(crate) fn check_layout(&self) -> Result<(), StoreError> {
+        let live = self.live();
+        match live.get(Cf::Meta, meta::LAYOUT)? {
+            Some(bytes) => match read_u64(Some(bytes))? {
+                keys::LAYOUT => Ok(()),
+                other => Err(StoreError::Layout { found: other, ours: keys::LAYOUT }),
+            },
+            None if self.revision() > 0 => Err(StoreError::Layout { found: 1, ours: keys::LAYOUT }),
+            None => {
+                self.db.put_cf(self.cf(Cf::Meta)?, meta::LAYOUT, keys::LAYOUT.to_be_bytes())?;
+                Ok(())
+            }
+        }
     }
 
     /// The root always exists; it is written at revision 0 on every member alike.
@@ -258,11 +282,11 @@ impl KvRead for SnapView<'_> {
     }
 }
 
-/// Memtable size of the columns written in path order, i.e. at random (stat and data).
-/// Every put inserts into both, and a skiplist insert is a cache-missing search: at the
-/// default 64 MiB those searches were the biggest cost of a put on every member. 8 MiB
-/// measured best (puts at 256 clients: 14.1k/s at 64 MiB, 17.0k at 16, 18.2k at 8 and 4);
-/// the log and events columns are written in order and keep the default.
+/// Memtable size of the column written in path order, i.e. at random (stat). Every put
+/// inserts into it, and a skiplist insert is a cache-missing search: at the default 64 MiB
+/// those searches were the biggest cost of a put on every member. 8 MiB measured best
+/// (puts at 256 clients: 14.1k/s at 64 MiB, 17.0k at 16, 18.2k at 8 and 4); the log, data
+/// and events columns are written in order and keep the default.
 const RANDOM_WRITE_BUFFER_BYTES: usize = 8 << 20;
 const BLOCK_CACHE_BYTES: usize = 128 << 20;
 
@@ -325,7 +349,7 @@ pub fn open_db(path: &std::path::Path, extra: &[&str]) -> Result<Arc<DB>, StoreE
             table.set_bloom_filter(10.0, false);
         }
         cf_opts.set_block_based_table_factory(&table);
-        if [CF_NAMES[Cf::Stat as usize], CF_NAMES[Cf::Data as usize]].contains(name) {
+        if *name == CF_NAMES[Cf::Stat as usize] {
             cf_opts.set_write_buffer_size(RANDOM_WRITE_BUFFER_BYTES);
         }
         rocksdb::ColumnFamilyDescriptor::new(*name, cf_opts)

@@ -248,6 +248,21 @@ fn state_survives_reopen_and_snapshot() {
     assert!(other.install_interrupted().unwrap(), "a truncated image leaves the mark");
 }
 
+/// State written with another key layout is refused at open, not misread.
+#[test]
+fn a_state_of_another_key_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(open_db(dir.path(), &[]).unwrap()).unwrap();
+        run(&s, put("/a", "1")).unwrap();
+        let meta = s.db().cf_handle("sm_meta").unwrap();
+        s.db().delete_cf(meta, b"layout").unwrap();
+    }
+    let err = Store::open(open_db(dir.path(), &[]).unwrap()).err().unwrap();
+    assert!(matches!(err, cairn_store::StoreError::Layout { found: 1, ours: 2 }), "{err}");
+    assert!(err.to_string().contains("empty data directory"), "{err}");
+}
+
 /// A checkpoint freezes the state at the moment it is taken, writes made without the WAL
 /// included; its image is the live image of that moment, however the state moved on.
 #[test]
