@@ -112,16 +112,28 @@ impl Recent {
     }
 }
 
-/// Log store handle; clones share the database and the recent entries.
+/// Log store handle; clones share the database, the recent entries and the committed id.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     recent: Arc<Mutex<Recent>>,
+    /// The newest committed log id openraft reported, not yet written: it rides along with
+    /// the next append's batch instead of costing a write of its own per commit. Any
+    /// committed id is a correct value to find at start-up (openraft re-applies up to it),
+    /// so a crash that loses the newest only means applying more after the election.
+    committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Self {
-        LogStore { db, recent: Arc::default() }
+        LogStore { db, recent: Arc::default(), committed: Arc::default() }
+    }
+
+    fn committed(&self) -> MutexGuard<'_, Option<Option<LogId>>> {
+        self.committed.lock().unwrap_or_else(|poisoned| {
+            self.committed.clear_poison();
+            poisoned.into_inner()
+        })
     }
 
     fn recent(&self) -> MutexGuard<'_, Recent> {
@@ -252,10 +264,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed, false, ErrorSubject::Store)
+        *self.committed() = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        if let Some(pending) = *self.committed() {
+            return Ok(pending);
+        }
         Ok(self.get_meta::<Option<LogId>>(COMMITTED, ErrorSubject::Store)?.flatten())
     }
 
@@ -274,6 +290,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 encode(&entry).map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, *e))?;
             batch.put_cf(cf, index_key(entry.log_id.index), &bytes);
             appended.push((entry, bytes.len()));
+        }
+        let committed = self.committed().take();
+        if let Some(committed) = committed {
+            let bytes = encode(&committed).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, *e))?;
+            batch.put_cf(self.cf(CF_META)?, COMMITTED, bytes);
         }
         if let Err(e) = self.db.write(batch) {
             self.recent().clear();

@@ -26,7 +26,7 @@ struct Entry {
 
 #[derive(Debug, Default)]
 pub(crate) struct LatestCache {
-    nodes: HashMap<String, Entry>,
+    nodes: HashMap<String, Entry, foldhash::fast::RandomState>,
     value_bytes: usize,
 }
 
