@@ -128,4 +128,18 @@ mod tests {
         let back: Result<(), openraft::error::RaftError<NodeId>> = decode(&encode(&err).unwrap()).unwrap();
         assert_eq!(format!("{err:?}"), format!("{back:?}"));
     }
+
+    /// A member that led before a restart comes back as a follower of no one, so that it
+    /// leads again only through an election (see `LogStore::read_vote`).
+    #[tokio::test]
+    async fn a_saved_leadership_comes_back_as_a_plain_vote() {
+        use openraft::storage::RaftLogStorage;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut storage = open_storage(dir.path()).await.unwrap();
+            storage.log.save_vote(&Vote::new_committed(4, 2)).await.unwrap();
+        }
+        let mut storage = open_storage(dir.path()).await.unwrap();
+        assert_eq!(storage.log.read_vote().await.unwrap(), Some(Vote::new(4, 2)));
+    }
 }

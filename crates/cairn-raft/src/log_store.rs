@@ -259,8 +259,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(VOTE, vote, true, ErrorSubject::Vote)
     }
 
+    /// The vote as saved, but never as a granted leadership.
+    ///
+    /// openraft 0.9 restarts a member whose saved vote made it leader as leader of the same
+    /// term, with the term's first entry as its read index floor; its commit index comes
+    /// back from `save_committed`, which may trail what it acknowledged before the crash
+    /// (we write it with the next append). Its first linearizable reads could then miss
+    /// acknowledged writes (seen as such in `tests/tests/cluster.rs`). As an uncommitted
+    /// vote the member restarts as a follower that voted for itself in that term, the same
+    /// promise to the others, and leads again only through an election, whose blank entry
+    /// covers everything committed before; a restart costs an election, as in etcd.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        self.get_meta(VOTE, ErrorSubject::Vote)
+        let vote: Option<Vote<NodeId>> = self.get_meta(VOTE, ErrorSubject::Vote)?;
+        Ok(vote.map(|v| Vote { committed: false, ..v }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
