@@ -252,6 +252,11 @@ async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
     let at = p.number::<u64>("revision")?;
     let limit = wire::page_limit(p.number("limit")?)?;
     let after = p.text("after");
+    if at.is_none() && !children && !recursive {
+        if let Some((node, revision)) = app.store.newest_in_memory(&path) {
+            return Ok(node_answer(&app, node, revision, raw, encoding));
+        }
+    }
     let view = app.store.read()?;
     let header = app.header(view.revision());
     if children {
@@ -273,16 +278,23 @@ async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
         ));
     }
     let node = view.get(&path, at)?;
+    Ok(node_answer(&app, node, view.revision(), raw, encoding))
+}
+
+/// A get's answer: the node as JSON, or its bare value with `raw`; `revision` is the one
+/// the read saw.
+fn node_answer(app: &App, node: cairn_api::Node, revision: u64, raw: bool, encoding: Encoding) -> Response {
     if raw {
+        let mod_revision = node.stat.mod_revision;
         let mut resp = (StatusCode::OK, node.value).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        resp.headers_mut().insert("x-cairn-revision", HeaderValue::from(view.revision()));
-        resp.headers_mut().insert("x-cairn-mod-revision", HeaderValue::from(node.stat.mod_revision));
-        return Ok(resp);
+        resp.headers_mut().insert("x-cairn-revision", HeaderValue::from(revision));
+        resp.headers_mut().insert("x-cairn-mod-revision", HeaderValue::from(mod_revision));
+        return resp;
     }
-    let node = wire::NodeJson { node: &node, encoding };
-    Ok(NodeAnswer { created: None, header: wire::HeaderJson(header), node, prev: None }
-        .into_response(StatusCode::OK))
+    let header = wire::HeaderJson(app.header(revision));
+    NodeAnswer { created: None, header, node: wire::NodeJson { node: &node, encoding }, prev: None }
+        .into_response(StatusCode::OK)
 }
 
 async fn put_node(State(app): AppState, uri: Uri, path: Captured, body: Body) -> Answer {

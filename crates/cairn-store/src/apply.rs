@@ -118,12 +118,16 @@ impl<'a> Apply<'a> {
                 }
             }
         }
+        // Written before the cache is locked, so that readers of the cache never wait for
+        // the disk; until the cache takes the changes it shows the state before them, whole.
+        let written = self.store.db().write_opt(batch, &crate::store::unlogged());
         let mut latest = self.store.latest();
-        if let Err(e) = self.store.db().write_opt(batch, &crate::store::unlogged()) {
+        if let Err(e) = written {
             latest.clear();
             return Err(e.into());
         }
         latest.commit(changes);
+        // Under the cache's lock, so that a read of the cache sees the revision it is at.
         self.store.set_counters(self.revision, self.compact_revision);
         Ok(())
     }

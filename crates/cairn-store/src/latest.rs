@@ -1,5 +1,6 @@
 //! The newest committed stat, and within a byte budget the value, of nodes that applies
-//! have recently read or written, kept in memory for apply.
+//! have recently read or written, kept in memory for apply and for reads of the newest
+//! state (a get then needs neither a RocksDB snapshot nor a seek through the versions).
 //!
 //! Without it a put costs two memtable searches before it writes anything (the node's
 //! newest version, and its value for the `prev` of the answer): profiling a 3-member
@@ -70,6 +71,13 @@ impl LatestCache {
         }
     }
 
+    /// The stat and value of `path`, when both are here; `None` says nothing about whether
+    /// the node exists.
+    pub fn node(&self, path: &str) -> Option<(Stat, Vec<u8>)> {
+        let e = self.nodes.get(path)?;
+        Some((e.stat.clone(), e.value.clone()?))
+    }
+
     /// Takes a commit's changes. Every node the commit changed must pass through here, or
     /// an entry would go stale.
     pub fn commit(&mut self, changes: Vec<Change>) {
@@ -131,6 +139,7 @@ mod tests {
         let mut c = LatestCache::default();
         c.commit(vec![change("/a", Some(stat(2)), Some(b"v2"))]);
         assert_eq!(c.value("/a", 2).as_deref(), Some(&b"v2"[..]));
+        assert_eq!(c.node("/a"), Some((stat(2), b"v2".to_vec())));
         let children_changed = Stat { cversion: 1, ..stat(2) };
         c.commit(vec![change("/a", Some(children_changed.clone()), None)]);
         assert_eq!(c.stat("/a"), Some(children_changed));

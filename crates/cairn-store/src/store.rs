@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cairn_api::{ApiError, Stat};
+use cairn_api::{ApiError, Node, Stat};
 use rocksdb::{ColumnFamily, SnapshotWithThreadMode, WriteBatch, DB};
 
 use crate::keys::{self, meta};
@@ -117,14 +117,27 @@ impl Store {
 
     /// Reloads the cached counters from disk (after open or a snapshot install).
     pub(crate) fn reload(&self) -> Result<(), StoreError> {
-        self.latest().clear();
+        let mut latest = self.latest();
+        latest.clear();
         let live = self.live();
         self.revision.store(read_u64(live.get(Cf::Meta, meta::REVISION)?)?, Ordering::SeqCst);
         self.compact_revision.store(read_u64(live.get(Cf::Meta, meta::COMPACT_REVISION)?)?, Ordering::SeqCst);
         Ok(())
     }
 
-    /// The in-memory newest state; only apply takes it, so the lock is never contended.
+    /// The newest committed version of `path` and the revision it is current at, from
+    /// memory; `None` when it is not kept there (read it from disk then), whether or not it
+    /// exists.
+    pub fn newest_in_memory(&self, path: &str) -> Option<(Node, u64)> {
+        let latest = self.latest();
+        let (stat, value) = latest.node(path)?;
+        // Apply moves the revision only while it holds the cache, so the two agree.
+        let revision = self.revision();
+        drop(latest);
+        Some((Node { path: path.to_owned(), value, stat }, revision))
+    }
+
+    /// The in-memory newest state: apply keeps it, and reads of the newest state use it.
     pub(crate) fn latest(&self) -> MutexGuard<'_, LatestCache> {
         self.latest.lock().unwrap_or_else(|poisoned| {
             // A panic mid-update may have left entries stale: start empty.

@@ -248,6 +248,22 @@ fn state_survives_reopen_and_snapshot() {
     assert!(other.install_interrupted().unwrap(), "a truncated image leaves the mark");
 }
 
+/// The newest state kept in memory answers like the disk, with the revision it is current at.
+#[test]
+fn newest_in_memory_agrees_with_the_disk() {
+    let (_d, s) = store();
+    run(&s, put("/a", "1")).unwrap();
+    run(&s, put("/b", "2")).unwrap();
+    let (node, revision) = s.newest_in_memory("/a").unwrap();
+    assert_eq!(revision, 2);
+    assert_eq!(node, s.read().unwrap().get("/a", None).unwrap());
+    run(&s, delete("/a", false, None)).unwrap();
+    assert_eq!(s.newest_in_memory("/a"), None, "a deleted node is not kept");
+    let (node, revision) = s.newest_in_memory("/b").unwrap();
+    assert_eq!((node.value.as_slice(), revision), (&b"2"[..], 3), "current at the newest revision");
+    assert_eq!(s.newest_in_memory("/never"), None);
+}
+
 /// State written with another key layout is refused at open, not misread.
 #[test]
 fn a_state_of_another_key_layout_is_refused() {
