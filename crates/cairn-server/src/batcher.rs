@@ -23,8 +23,12 @@ use crate::metrics::Metrics;
 const MAX_BATCH: usize = 1024;
 /// Most value bytes in one log entry (keeps replication messages small).
 const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Proposals in flight at once; the next batch forms while they commit.
-const MAX_IN_FLIGHT: usize = 2;
+/// Proposals in flight at once; the next batch forms while they commit. One: the next
+/// entry then carries everything that arrived during a whole commit, and each entry costs
+/// a Raft round (peer messages, an fsync on every member, wakeups) whatever its size. On 2
+/// cores with three members, going from two to one raised puts at 64 clients by ~8% and
+/// cut the CPU per put by ~10%, with p99 no worse at 1 to 256 clients.
+const MAX_IN_FLIGHT: usize = 1;
 
 /// Why a write or read-index request did not complete here.
 #[derive(Debug, Clone, Serialize, Deserialize)]
