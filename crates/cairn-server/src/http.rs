@@ -258,13 +258,12 @@ async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
         }
     }
     let view = app.store.read()?;
-    let header = app.header(view.revision());
     if children {
         let page = view.children(&path, at, after, limit)?;
         let entries: Vec<Value> = page.entries.iter().map(wire::child).collect();
         return Ok(reply(
             StatusCode::OK,
-            header,
+            app.header(view.revision()),
             json!({ "path": path, "revision": page.revision, "children": entries, "next": page.next }),
         ));
     }
@@ -273,7 +272,7 @@ async fn get_node(State(app): AppState, uri: Uri, path: Captured) -> Answer {
         let entries: Vec<Value> = page.entries.iter().map(|n| wire::node(n, encoding)).collect();
         return Ok(reply(
             StatusCode::OK,
-            header,
+            app.header(view.revision()),
             json!({ "path": path, "revision": page.revision, "nodes": entries, "next": page.next }),
         ));
     }

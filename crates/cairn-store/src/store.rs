@@ -5,7 +5,7 @@ use cairn_api::{ApiError, Node, Stat};
 use rocksdb::{ColumnFamily, SnapshotWithThreadMode, WriteBatch, DB};
 
 use crate::keys::{self, meta};
-use crate::kv::{Cf, Cursor, DbCursor, KvRead, CF_COUNT};
+use crate::kv::{Cf, Cursor, DbCursor, KvRead, ALL_CFS, CF_COUNT};
 use crate::latest::LatestCache;
 use crate::{Apply, ReadView};
 
@@ -325,10 +325,7 @@ pub(crate) fn unlogged() -> rocksdb::WriteOptions {
 /// Flushes the state machine's columns to disk, together, and waits: afterwards no log
 /// entry it has applied is needed again. Call it before purging applied log entries.
 pub fn persist(db: &DB) -> Result<(), StoreError> {
-    let cfs = CF_NAMES
-        .iter()
-        .map(|name| db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let cfs = ALL_CFS.iter().map(|&cf| cf_handle(db, cf)).collect::<Result<Vec<_>, _>>()?;
     let mut opts = rocksdb::FlushOptions::default();
     opts.set_wait(true);
     db.flush_cfs_opt(&cfs, &opts)?;
@@ -336,7 +333,8 @@ pub fn persist(db: &DB) -> Result<(), StoreError> {
 }
 
 /// Opens (creating if needed) a RocksDB with the state machine's column families plus
-/// `extra` ones (the Raft log's). One database means one WAL shared by log and state.
+/// `extra` ones (the Raft log's). One database, so one WAL: the log's, which the state
+/// machine's writes skip (see [`unlogged`]).
 pub fn open_db(path: &std::path::Path, extra: &[&str]) -> Result<Arc<DB>, StoreError> {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
