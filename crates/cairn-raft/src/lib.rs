@@ -1,9 +1,11 @@
 //! Cairn's Raft layer on openraft 0.9 (storage-v2).
 //!
-//! One RocksDB per member holds both the Raft log (its own column families) and the state
-//! machine (cairn-store's), so they share one WAL. Log appends are written and then made
-//! durable with one WAL sync before openraft is told; applies go in one unsynced batch
-//! with their last-applied marker, since the log already makes them durable. Snapshots are
+//! Each member keeps two RocksDB databases under its data directory: `log` holds the Raft
+//! log and vote, `db` the state machine (cairn-store's). Log appends are written and then
+//! made durable with one WAL sync before openraft is told; applies go in one batch without
+//! the WAL, with their last-applied marker, since the log already makes them durable. Two
+//! databases because the log's WAL reuses its files, which makes each sync cheaper, and
+//! RocksDB reuses WAL files only in a database whose writes all use the WAL. Snapshots are
 //! files streamed in chunks, never held whole in memory.
 
 // openraft's own `StorageError` is what its traits return; its size is not ours to choose.
@@ -17,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_store::{CommandResult, Request, Store};
+use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
 pub use log_store::LogStore;
@@ -73,6 +76,14 @@ pub enum OpenError {
     Store(#[from] cairn_store::StoreError),
     #[error("{0}")]
     Storage(#[from] StorageError),
+    #[error("raft log: {0}")]
+    Log(#[from] rocksdb::Error),
+    #[error(
+        "{0} holds the Raft log and the state together, as earlier builds of Cairn wrote them; this \
+         Cairn keeps the log in a database of its own: start this member with an empty data \
+         directory (it catches up from the others), or run the Cairn that wrote it"
+    )]
+    SharedDatabase(String),
     #[error("i/o on {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -84,9 +95,15 @@ pub async fn open_storage(data_dir: &Path) -> Result<Storage, OpenError> {
         move |source| OpenError::Io { path, source }
     };
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-    let db = cairn_store::open_db(&data_dir.join("db"), log_store::COLUMN_FAMILIES)?;
-    let store = Arc::new(Store::open(db.clone())?);
-    let log = LogStore::new(db);
+    let state_dir = data_dir.join("db");
+    if state_dir.exists()
+        && DB::list_cf(&rocksdb::Options::default(), &state_dir)?.iter().any(|cf| cf == "raft_log")
+    {
+        return Err(OpenError::SharedDatabase(state_dir.display().to_string()));
+    }
+    let state = cairn_store::open_db(&state_dir)?;
+    let store = Arc::new(Store::open(state.clone())?);
+    let log = LogStore::new(log_store::open_log_db(&data_dir.join("log"))?, state);
     let snapshots = data_dir.join("snapshots");
     std::fs::create_dir_all(&snapshots).map_err(io(&snapshots))?;
     let state_machine = StateMachine::open(store.clone(), snapshots).await?;
@@ -141,5 +158,19 @@ mod tests {
         }
         let mut storage = open_storage(dir.path()).await.unwrap();
         assert_eq!(storage.log.read_vote().await.unwrap(), Some(Vote::new(4, 2)));
+    }
+
+    /// A data directory whose state database also holds the log (as earlier builds wrote
+    /// it) is refused with what to do, not opened without its log.
+    #[tokio::test]
+    async fn a_log_kept_with_the_state_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        drop(DB::open_cf(&opts, dir.path().join("db"), [log_store::CF_LOG]).unwrap());
+        let err = open_storage(dir.path()).await.err().unwrap();
+        assert!(matches!(err, OpenError::SharedDatabase(_)), "{err}");
+        assert!(err.to_string().contains("empty data directory"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use crate::kv::{Cf, Cursor, DbCursor, KvRead, ALL_CFS, CF_COUNT};
 use crate::latest::LatestCache;
 use crate::{Apply, ReadView};
 
-/// Column families the state machine needs; open the database with these (and any of your own).
+/// Column families of the state machine's database.
 pub const COLUMN_FAMILIES: &[&str] = &CF_NAMES;
 const CF_NAMES: [&str; CF_COUNT] = ["sm_stat", "sm_data", "sm_events", "sm_meta", "sm_leases"];
 
@@ -298,8 +298,8 @@ impl KvRead for SnapView<'_> {
 /// Memtable size of the column written in path order, i.e. at random (stat). Every put
 /// inserts into it, and a skiplist insert is a cache-missing search: at the default 64 MiB
 /// those searches were the biggest cost of a put on every member. 8 MiB measured best
-/// (puts at 256 clients: 14.1k/s at 64 MiB, 17.0k at 16, 18.2k at 8 and 4); the log, data
-/// and events columns are written in order and keep the default.
+/// (puts at 256 clients: 14.1k/s at 64 MiB, 17.0k at 16, 18.2k at 8 and 4); the data and
+/// events columns are written in order and keep the default.
 const RANDOM_WRITE_BUFFER_BYTES: usize = 8 << 20;
 const BLOCK_CACHE_BYTES: usize = 128 << 20;
 
@@ -332,26 +332,20 @@ pub fn persist(db: &DB) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Opens (creating if needed) a RocksDB with the state machine's column families plus
-/// `extra` ones (the Raft log's). One database, so one WAL: the log's, which the state
-/// machine's writes skip (see [`unlogged`]).
-pub fn open_db(path: &std::path::Path, extra: &[&str]) -> Result<Arc<DB>, StoreError> {
+/// Opens (creating if needed) the state machine's RocksDB. It is a database of its own, not
+/// shared with the Raft log: the log's WAL recycles its files, which RocksDB allows only in
+/// a database whose writes all use the WAL, and the state machine's applies skip it.
+pub fn open_db(path: &std::path::Path) -> Result<Arc<DB>, StoreError> {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // Bounded WAL so a busy log does not keep gigabytes of recovery data around.
-    opts.set_max_total_wal_size(256 << 20);
-    // The state machine writes without the WAL (see [`unlogged`]): flush every column at once.
+    // Applies skip the WAL (see [`unlogged`]): flush every column at once.
     opts.set_atomic_flush(true);
-    // WAL records wait in memory until the log store's `flush_wal(sync)` (or a synced
-    // write) writes and syncs them together: one write call per log append instead of one
-    // per RocksDB write. What waits is at most unsynced data, which a crash may lose anyway.
-    opts.set_manual_wal_flush(true);
     // One block cache for every column, so reads of flushed versions stay in memory.
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-    let cfs = CF_NAMES.iter().chain(extra).map(|name| {
+    let cfs = CF_NAMES.iter().map(|name| {
         let mut cf_opts = opts.clone();
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&cache);

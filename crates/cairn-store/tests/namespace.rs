@@ -6,7 +6,7 @@ use cairn_store::{open_db, Command, Output, Request, Store};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path(), &[]).unwrap();
+    let db = open_db(dir.path()).unwrap();
     (dir, Store::open(db).unwrap())
 }
 
@@ -230,11 +230,11 @@ fn leases_that_do_not_exist_are_refused() {
 fn state_survives_reopen_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(open_db(dir.path(), &[]).unwrap()).unwrap();
+        let s = Store::open(open_db(dir.path()).unwrap()).unwrap();
         run(&s, create("/p/q", false, true)).unwrap();
         run(&s, put("/p/q", "v")).unwrap();
     }
-    let s = Store::open(open_db(dir.path(), &[]).unwrap()).unwrap();
+    let s = Store::open(open_db(dir.path()).unwrap()).unwrap();
     assert_eq!(s.revision(), 2);
     let mut image = Vec::new();
     s.write_snapshot(&mut image).unwrap();
@@ -269,12 +269,12 @@ fn newest_in_memory_agrees_with_the_disk() {
 fn a_state_of_another_key_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(open_db(dir.path(), &[]).unwrap()).unwrap();
+        let s = Store::open(open_db(dir.path()).unwrap()).unwrap();
         run(&s, put("/a", "1")).unwrap();
         let meta = s.db().cf_handle("sm_meta").unwrap();
         s.db().delete_cf(meta, b"layout").unwrap();
     }
-    let err = Store::open(open_db(dir.path(), &[]).unwrap()).err().unwrap();
+    let err = Store::open(open_db(dir.path()).unwrap()).err().unwrap();
     assert!(matches!(err, cairn_store::StoreError::Layout { found: 1, ours: 2 }), "{err}");
     assert!(err.to_string().contains("empty data directory"), "{err}");
 }

@@ -51,7 +51,7 @@ type EventSummary = (cairn_store::EventKind, String, u64);
 
 fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path(), &[]).unwrap();
+    let db = open_db(dir.path()).unwrap();
     (dir, Store::open(db).unwrap())
 }
 
@@ -72,7 +72,7 @@ fn apply(store: &Store, commands: &[Command], chunk: usize) -> Vec<CommandResult
 fn apply_cold(dir: &std::path::Path, commands: &[Command], chunk: usize) -> Vec<CommandResult> {
     let mut out = vec![];
     for (i, batch) in commands.chunks(chunk.max(1)).enumerate() {
-        let store = Store::open(open_db(dir, &[]).unwrap()).unwrap();
+        let store = Store::open(open_db(dir).unwrap()).unwrap();
         let mut a = store.begin_apply().unwrap();
         let request = Request::new(1000 + i as u64, batch.to_vec());
         out.extend(a.apply_request(&request).unwrap());
@@ -117,7 +117,7 @@ proptest! {
         let cold_dir = tempfile::tempdir().unwrap();
         let rcold = apply_cold(cold_dir.path(), &commands, chunk);
         prop_assert_eq!(&ra, &rcold);
-        let cold = Store::open(open_db(cold_dir.path(), &[]).unwrap()).unwrap();
+        let cold = Store::open(open_db(cold_dir.path()).unwrap()).unwrap();
         prop_assert_eq!(image(&a), image(&cold));
 
         // Other batching: same outcomes and the same history and namespace.
