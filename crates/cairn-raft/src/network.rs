@@ -37,14 +37,13 @@ pub struct PeerNetwork {
 
 impl PeerNetwork {
     pub fn new(routes: BTreeMap<NodeId, String>) -> Self {
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(16)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(500))
-            .build()
-            .unwrap_or_default();
-        PeerNetwork { client, routes: Arc::new(routes) }
+        PeerNetwork { client: peer_client(), routes: Arc::new(routes) }
+    }
+
+    /// The same routes with a pool of connections of its own. A pooled connection is
+    /// served by the runtime that opened it, so traffic from two runtimes keeps apart.
+    pub fn with_own_connections(&self) -> Self {
+        PeerNetwork { client: peer_client(), routes: self.routes.clone() }
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -55,6 +54,16 @@ impl PeerNetwork {
     pub fn dial<'a>(&'a self, id: NodeId, advertised: &'a str) -> &'a str {
         self.routes.get(&id).map_or(advertised, String::as_str)
     }
+}
+
+fn peer_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(16)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap_or_default()
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {

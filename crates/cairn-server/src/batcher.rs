@@ -73,9 +73,16 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn start(raft: Raft, metrics: Arc<Metrics>, leases: Arc<LeaseKeeper>, capacity: usize) -> Batcher {
+    /// Starts the batcher on `runtime`, Raft's (see `node::Consensus`).
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        raft: Raft,
+        metrics: Arc<Metrics>,
+        leases: Arc<LeaseKeeper>,
+        capacity: usize,
+    ) -> Batcher {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(run(raft, rx, metrics, leases));
+        runtime.spawn(run(raft, rx, metrics, leases));
         Batcher { tx, capacity }
     }
 

@@ -14,14 +14,19 @@ pub struct ReadGate {
 }
 
 impl ReadGate {
-    /// `source` obtains a read index (a log index whose application makes a read current).
-    pub fn start<F, Fut>(source: F, on_round: impl Fn() + Send + 'static) -> ReadGate
+    /// `source` obtains a read index (a log index whose application makes a read current);
+    /// the gate runs on `runtime`, best the one `source` talks to.
+    pub fn start<F, Fut>(
+        runtime: &tokio::runtime::Handle,
+        source: F,
+        on_round: impl Fn() + Send + 'static,
+    ) -> ReadGate
     where
         F: Fn() -> Fut + Send + 'static,
         Fut: Future<Output = Result<u64, WriteError>> + Send,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<Result<u64, WriteError>>>();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut waiters = vec![first];
                 while let Ok(w) = rx.try_recv() {
