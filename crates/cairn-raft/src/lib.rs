@@ -97,7 +97,7 @@ pub async fn open_storage(data_dir: &Path) -> Result<Storage, OpenError> {
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let state_dir = data_dir.join("db");
     if state_dir.exists()
-        && DB::list_cf(&rocksdb::Options::default(), &state_dir)?.iter().any(|cf| cf == "raft_log")
+        && DB::list_cf(&rocksdb::Options::default(), &state_dir)?.iter().any(|cf| cf == log_store::CF_LOG)
     {
         return Err(OpenError::SharedDatabase(state_dir.display().to_string()));
     }

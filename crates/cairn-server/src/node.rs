@@ -362,8 +362,11 @@ fn raft_config(config: &Config) -> Result<openraft::Config, StartError> {
     .map_err(|e| StartError::Raft(e.to_string()))
 }
 
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, what, e))
+/// A bound listener not yet tied to a runtime: [`serve`] hands it to the one that serves it.
+fn bind(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, StartError> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| StartError::Bind(addr, what, e))?;
+    listener.set_nonblocking(true).map_err(|e| StartError::Bind(addr, what, e))?;
+    Ok(listener)
 }
 
 /// Opens storage, starts Raft and both listeners, and forms the cluster on first start.
@@ -461,8 +464,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let peer_listener = bind(config.listen_peer, "peer traffic").await?;
-    let client_listener = bind(config.listen_client, "the client API").await?;
+    let peer_listener = bind(config.listen_peer, "peer traffic")?;
+    let client_listener = bind(config.listen_client, "the client API")?;
     let peer_addr =
         peer_listener.local_addr().map_err(|e| StartError::Bind(config.listen_peer, "peer traffic", e))?;
     let client_addr = client_listener
@@ -478,13 +481,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             (peer_listener, peer_addr, "peer traffic"),
             peer_router,
             shutdown_rx.clone(),
-        )?,
+        ),
         serve(
             &tokio::runtime::Handle::current(),
             (client_listener, client_addr, "the client API"),
             client_router,
             shutdown_rx.clone(),
-        )?,
+        ),
     ];
 
     tokio::spawn(track_metrics(app.clone(), shutdown_rx.clone()));
@@ -508,15 +511,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running { app, client_addr, peer_addr, shutdown, servers, consensus })
 }
 
-/// Serves `router` on `runtime`; the listener moves there, so its connections do too.
+/// Serves `router` on `runtime`; the listener is registered there, so its connections are too.
 fn serve(
     runtime: &tokio::runtime::Handle,
-    (listener, addr, what): (TcpListener, SocketAddr, &'static str),
+    (listener, addr, what): (std::net::TcpListener, SocketAddr, &'static str),
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>, StartError> {
-    let listener = listener.into_std().map_err(|e| StartError::Bind(addr, what, e))?;
-    Ok(runtime.spawn(async move {
+) -> JoinHandle<()> {
+    runtime.spawn(async move {
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => return tracing::error!("cannot listen on {addr} for {what}: {e}"),
@@ -529,7 +531,7 @@ fn serve(
         if let Err(e) = result {
             tracing::error!("listener stopped: {e}");
         }
-    }))
+    })
 }
 
 /// Keeps the cached term/leader (used in every response header) and gauges current.
