@@ -314,7 +314,8 @@ impl Running {
 /// them (~0.3 ms per hand-off between Raft's tasks on 2 cores at 64 clients). On threads of
 /// their own those steps are scheduled by the operating system as soon as they are woken.
 /// In interleaved runs puts at 64 clients rose 6-14%; puts at 1 and 256 clients moved
-/// within noise and linearizable gets lost ~3% (a read index now crosses runtimes).
+/// within noise and linearizable gets lost ~3% (a read index now crosses runtimes). The
+/// log's fsyncs run on these threads too, blocking them (see `LogStore::append`).
 struct Consensus {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
