@@ -88,8 +88,8 @@ pub enum OpenError {
     Io { path: String, source: std::io::Error },
 }
 
-/// Opens (or creates) a member's storage under `data_dir`.
-pub async fn open_storage(data_dir: &Path) -> Result<Storage, OpenError> {
+/// Opens (or creates) the storage of member `id` under `data_dir`.
+pub async fn open_storage(data_dir: &Path, id: NodeId) -> Result<Storage, OpenError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| OpenError::Io { path, source }
@@ -106,7 +106,7 @@ pub async fn open_storage(data_dir: &Path) -> Result<Storage, OpenError> {
     let log = LogStore::new(log_store::open_log_db(&data_dir.join("log"))?, state);
     let snapshots = data_dir.join("snapshots");
     std::fs::create_dir_all(&snapshots).map_err(io(&snapshots))?;
-    let state_machine = StateMachine::open(store.clone(), snapshots).await?;
+    let state_machine = StateMachine::open(id, store.clone(), snapshots).await?;
     Ok(Storage { log, state_machine, store })
 }
 
@@ -153,10 +153,10 @@ mod tests {
         use openraft::storage::RaftLogStorage;
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut storage = open_storage(dir.path()).await.unwrap();
+            let mut storage = open_storage(dir.path(), 1).await.unwrap();
             storage.log.save_vote(&Vote::new_committed(4, 2)).await.unwrap();
         }
-        let mut storage = open_storage(dir.path()).await.unwrap();
+        let mut storage = open_storage(dir.path(), 1).await.unwrap();
         assert_eq!(storage.log.read_vote().await.unwrap(), Some(Vote::new(4, 2)));
     }
 
@@ -169,7 +169,7 @@ mod tests {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         drop(DB::open_cf(&opts, dir.path().join("db"), [log_store::CF_LOG]).unwrap());
-        let err = open_storage(dir.path()).await.err().unwrap();
+        let err = open_storage(dir.path(), 1).await.err().unwrap();
         assert!(matches!(err, OpenError::SharedDatabase(_)), "{err}");
         assert!(err.to_string().contains("empty data directory"), "{err}");
     }

@@ -58,6 +58,8 @@ fn now_nanos() -> u128 {
 
 #[derive(Clone)]
 pub struct StateMachine {
+    /// This member: answers carry values only for the entries it proposed.
+    id: NodeId,
     store: Arc<Store>,
     dir: PathBuf,
     receiving: Option<PathBuf>,
@@ -70,9 +72,10 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    pub(crate) async fn open(store: Arc<Store>, dir: PathBuf) -> Result<Self, StorageError> {
+    pub(crate) async fn open(id: NodeId, store: Arc<Store>, dir: PathBuf) -> Result<Self, StorageError> {
         let (applied_tx, _) = watch::channel(store.revision());
         let sm = StateMachine {
+            id,
             store,
             dir,
             receiving: None,
@@ -242,12 +245,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             record.last_applied = Some(entry.log_id);
             responses.push(match entry.payload {
                 EntryPayload::Blank => Response::default(),
-                EntryPayload::Normal(request) => Response(apply.apply_request(&request).map_err(|e| {
-                    StorageError::from(StorageIOError::apply(
-                        entry.log_id,
-                        openraft::AnyError::error(e.to_string()),
-                    ))
-                })?),
+                EntryPayload::Normal(request) => {
+                    // Only the member that proposed an entry has callers waiting for its answers.
+                    apply.answer_values(entry.log_id.leader_id.node_id == self.id);
+                    Response(apply.apply_request(&request).map_err(|e| {
+                        StorageError::from(StorageIOError::apply(
+                            entry.log_id,
+                            openraft::AnyError::error(e.to_string()),
+                        ))
+                    })?)
+                }
                 EntryPayload::Membership(m) => {
                     record.membership = StoredMembership::new(Some(entry.log_id), m);
                     Response::default()

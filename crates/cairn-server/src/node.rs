@@ -372,7 +372,7 @@ fn bind(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, S
 
 /// Opens storage, starts Raft and both listeners, and forms the cluster on first start.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let storage = cairn_raft::open_storage(&config.data_dir)
+    let storage = cairn_raft::open_storage(&config.data_dir, config.id)
         .await
         .map_err(|e| StartError::Storage(config.data_dir.display().to_string(), Box::new(e)))?;
     let applied = storage.state_machine.applied_revision();

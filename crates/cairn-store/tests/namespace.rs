@@ -365,3 +365,24 @@ fn lease_ids_are_unique_and_ttls_bounded() {
     assert_eq!(code(grant(u64::MAX)), ErrorCode::InvalidRequest);
     assert_eq!(s.read().unwrap().leases().unwrap().len(), 3);
 }
+
+#[test]
+fn answers_without_values_still_write_them() {
+    let (_dir, store) = store();
+    run(&store, put("/a", "v1")).unwrap();
+    let mut apply = store.begin_apply().unwrap();
+    apply.answer_values(false);
+    let mut results = apply.apply_request(&Request::new(1_000, vec![put("/a", "v2")])).unwrap();
+    apply.commit().unwrap();
+    let Ok(Output::Op(OpResult::Put { node, prev: Some(prev) })) = results.pop().unwrap().map(|a| a.output)
+    else {
+        panic!("a set answers with the node and its previous version");
+    };
+    assert!(node.value.is_empty() && prev.value.is_empty(), "{node:?} {prev:?}");
+    assert_eq!((node.stat.version, prev.stat.version), (1, 0));
+    // What is stored is whole: the next answer with values shows both.
+    let Ok(Output::Op(OpResult::Put { node, prev: Some(prev) })) = run(&store, put("/a", "v3")) else {
+        panic!("a set answers with the node and its previous version");
+    };
+    assert_eq!((node.value.as_slice(), prev.value.as_slice()), (&b"v3"[..], &b"v2"[..]));
+}

@@ -56,9 +56,15 @@ fn fresh() -> (tempfile::TempDir, Store) {
 }
 
 fn apply(store: &Store, commands: &[Command], chunk: usize) -> Vec<CommandResult> {
+    apply_answering(store, commands, chunk, true)
+}
+
+/// Like [`apply`]; `values` off is how a member applies entries another member proposed.
+fn apply_answering(store: &Store, commands: &[Command], chunk: usize, values: bool) -> Vec<CommandResult> {
     let mut out = vec![];
     for (i, batch) in commands.chunks(chunk.max(1)).enumerate() {
         let mut a = store.begin_apply().unwrap();
+        a.answer_values(values);
         let request = Request::new(1000 + i as u64, batch.to_vec());
         out.extend(a.apply_request(&request).unwrap());
         a.set_applied(vec![i as u8]);
@@ -119,6 +125,12 @@ proptest! {
         prop_assert_eq!(&ra, &rcold);
         let cold = Store::open(open_db(cold_dir.path()).unwrap()).unwrap();
         prop_assert_eq!(image(&a), image(&cold));
+
+        // Answers without values (a follower's) change nothing stored, nor any outcome.
+        let (_q, q) = fresh();
+        let rq = apply_answering(&q, &commands, chunk, false);
+        prop_assert_eq!(outcome(&ra), outcome(&rq));
+        prop_assert_eq!(image(&a), image(&q));
 
         // Other batching: same outcomes and the same history and namespace.
         let (_c, c) = fresh();
