@@ -638,7 +638,7 @@ async fn wrong_method(method: Method, uri: Uri) -> Response {
 /// Counts requests, and gives error answers the `header` every JSON answer carries (errors
 /// are built where no member state is at hand, so it is added here). A tower layer of its
 /// own rather than `middleware::from_fn`, which clones the inner service and boxes twice per
-/// request: in paired runs puts rose ~7% at 64 clients without it.
+/// request: in paired runs that cost puts a few percent.
 #[derive(Clone)]
 struct CountRequests(Arc<App>);
 
