@@ -189,8 +189,25 @@ fn ratio(cairn: &Outcome, reference: &Outcome) -> f64 {
 /// One measured row: Cairn's outcome and each reference's, in the table's order.
 struct Row {
     workload: Workload,
+    /// Each system's median round.
     cairn: Outcome,
     references: Vec<(Target, Outcome)>,
+    /// Every round's op/s, per system, in round order.
+    rounds: Vec<(Target, Vec<f64>)>,
+}
+
+impl Row {
+    fn round_ops(&self, target: Target) -> &[f64] {
+        self.rounds.iter().find(|(t, _)| *t == target).map_or(&[], |(_, ops)| ops.as_slice())
+    }
+}
+
+/// `target`'s round with the median op/s (the lower middle one of an even count), whole:
+/// its latencies and CPU come from the same round as its throughput.
+fn median_round(outcomes: &[(Target, Outcome)], target: Target) -> Option<Outcome> {
+    let mut mine: Vec<&Outcome> = outcomes.iter().filter(|(t, _)| *t == target).map(|(_, o)| o).collect();
+    mine.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    mine.get(mine.len().saturating_sub(1) / 2).map(|o| (*o).clone())
 }
 
 pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
@@ -218,8 +235,11 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     let uses_etcd = refs.iter().any(|t| matches!(t, Target::EtcdGrpc | Target::EtcdJson));
     let uses_zk = refs.contains(&Target::ZooKeeper);
     println!(
-        "3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row",
-        args.value_size, args.keys, args.seconds
+        "3 members each, loopback, fsync on; {}-byte values over {} keys; {} s per row{}",
+        args.value_size,
+        args.keys,
+        args.seconds,
+        if args.rounds > 1 { format!(", median of {} rounds", args.rounds) } else { String::new() }
     );
 
     let dir = tempfile::tempdir().context("temp dir")?;
@@ -273,7 +293,8 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     let zk_version = String::new();
 
     let duration = Duration::from_secs(args.seconds);
-    let total: usize = workloads.iter().map(|w| references(w, &refs).len() + 1).sum();
+    let total: usize =
+        workloads.iter().map(|w| (references(w, &refs).len() + 1) * args.rounds as usize).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} eta {eta} {msg}")?
@@ -281,62 +302,76 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
 
+    let rounds = args.rounds as usize;
     let mut rows = Vec::new();
     for (i, w) in workloads.iter().enumerate() {
-        let mut order = vec![Target::Cairn];
-        order.extend(references(w, &refs));
-        // Rotate which system goes first from row to row.
-        let n = order.len();
-        order.rotate_left(i % n);
+        let mut systems_of_row = vec![Target::Cairn];
+        systems_of_row.extend(references(w, &refs));
         let mut outcomes: Vec<(Target, Outcome)> = Vec::new();
-        for target in order {
-            let what = format!("{} · {}", w.label(), target.label(w.op));
-            bar.set_message(format!("{what} · connecting"));
-            let conns = systems.connect(target, w.clients).await?;
-            let ticker = {
-                let (bar, what) = (bar.clone(), what.clone());
-                let end = Instant::now() + duration;
-                tokio::spawn(async move {
-                    loop {
-                        let left = end.saturating_duration_since(Instant::now());
-                        bar.set_message(format!("{what} · {} s left", left.as_secs_f64().ceil()));
-                        if left.is_zero() {
-                            break;
+        for round in 0..rounds {
+            // Rotate which system goes first from row to row and round to round.
+            let mut order = systems_of_row.clone();
+            let n = order.len();
+            order.rotate_left((i + round) % n);
+            for target in order {
+                let what = if rounds > 1 {
+                    format!("{} · {} · round {}/{rounds}", w.label(), target.label(w.op), round + 1)
+                } else {
+                    format!("{} · {}", w.label(), target.label(w.op))
+                };
+                bar.set_message(format!("{what} · connecting"));
+                let conns = systems.connect(target, w.clients).await?;
+                let ticker = {
+                    let (bar, what) = (bar.clone(), what.clone());
+                    let end = Instant::now() + duration;
+                    tokio::spawn(async move {
+                        loop {
+                            let left = end.saturating_duration_since(Instant::now());
+                            bar.set_message(format!("{what} · {} s left", left.as_secs_f64().ceil()));
+                            if left.is_zero() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(250)).await;
                         }
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                })
-            };
-            let past = if target == Target::Cairn { cairn_past } else { etcd_past };
-            let cpu_before = systems.cpu_seconds(target);
-            let o = workload::measure(conns, w.op, duration, args.keys, args.value_size, past).await;
-            ticker.abort();
-            let mut o = o?;
-            if o.ops > 0 {
-                o.cpu_us_per_op = (systems.cpu_seconds(target) - cpu_before) * 1e6 / o.ops as f64;
-            }
-            bar.inc(1);
-            say(
-                &bar,
-                format!(
+                    })
+                };
+                let past = if target == Target::Cairn { cairn_past } else { etcd_past };
+                let cpu_before = systems.cpu_seconds(target);
+                let o = workload::measure(conns, w.op, duration, args.keys, args.value_size, past).await;
+                ticker.abort();
+                let mut o = o?;
+                if o.ops > 0 {
+                    o.cpu_us_per_op = (systems.cpu_seconds(target) - cpu_before) * 1e6 / o.ops as f64;
+                }
+                bar.inc(1);
+                say(
+                    &bar,
+                    format!(
                     "{what:<48} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu/op {:>5.0} µs  errors {}",
                     o.ops_per_sec, o.p50_ms, o.p99_ms, o.cpu_us_per_op, o.errors
                 ),
-            );
-            outcomes.push((target, o));
+                );
+                outcomes.push((target, o));
+            }
         }
-        let cairn =
-            outcomes.iter().find(|(t, _)| *t == Target::Cairn).map(|(_, o)| o.clone()).unwrap_or_default();
+        let cairn = median_round(&outcomes, Target::Cairn).unwrap_or_default();
         let measured = references(w, &refs)
             .into_iter()
-            .filter_map(|t| outcomes.iter().find(|(o, _)| *o == t).cloned())
+            .filter_map(|t| median_round(&outcomes, t).map(|o| (t, o)))
             .collect();
-        rows.push(Row { workload: w.clone(), cairn, references: measured });
+        let spread = systems_of_row
+            .iter()
+            .map(|t| (*t, outcomes.iter().filter(|(o, _)| o == t).map(|(_, o)| o.ops_per_sec).collect()))
+            .collect();
+        rows.push(Row { workload: w.clone(), cairn, references: measured, rounds: spread });
     }
     bar.finish_and_clear();
     drop(systems);
 
     print_table(&rows);
+    if args.rounds > 1 {
+        print_rounds(&rows);
+    }
     println!("cairn/ref = Cairn's op/s over the reference's; latencies per request, client side;");
     println!("cpu/op = CPU time all members of the system spent per request (the load generator excluded);");
     println!("client c talks to member c mod 3.");
@@ -368,13 +403,20 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     let json = json!({
         "machine": machine,
         "seconds_per_row": args.seconds,
+        "rounds": args.rounds,
         "value_size": args.value_size,
         "keys": args.keys,
         "versions": { "etcd": etcd_version, "zookeeper": zk_version },
         "rows": rows.iter().map(|r| {
             let mut row = json!({ "workload": r.workload.label(), "clients": r.workload.clients, "cairn": r.cairn });
+            if args.rounds > 1 {
+                row["cairn"]["rounds_ops_per_sec"] = json!(r.round_ops(Target::Cairn));
+            }
             for (t, o) in &r.references {
                 let mut v = json!(o);
+                if args.rounds > 1 {
+                    v["rounds_ops_per_sec"] = json!(r.round_ops(*t));
+                }
                 v["ratio"] = json!(ratio(&r.cairn, o));
                 if *t == Target::ZooKeeper {
                     v["operation"] = json!(t.label(r.workload.op).trim_start_matches("zookeeper "));
@@ -387,6 +429,22 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     let path = crate::save_results(&args.out, "bench", &json)?;
     println!("results: {}", path.display());
     Ok(())
+}
+
+/// Every round's op/s and, for references, Cairn's ratio within the round: two systems
+/// measured minutes apart see different machines, one right after the other much less so.
+fn print_rounds(rows: &[Row]) {
+    println!("\nper round (op/s; for references, cairn/ref within the round):");
+    for r in rows {
+        let cairn = r.round_ops(Target::Cairn);
+        let figures = |ops: &[f64]| ops.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ");
+        println!("{:<26} {:<22} {}", r.workload.label(), "cairn", figures(cairn));
+        for (t, _) in &r.references {
+            let ops = r.round_ops(*t);
+            let ratios = cairn.iter().zip(ops).map(|(c, o)| format!("{:.2}x", c / o)).collect::<Vec<_>>();
+            println!("{:<26} {:<22} {}  ({})", "", t.label(r.workload.op), figures(ops), ratios.join(", "));
+        }
+    }
 }
 
 fn print_table(rows: &[Row]) {

@@ -48,6 +48,11 @@ pub struct Args {
     /// Seconds per workload and system.
     #[arg(long, default_value_t = 8)]
     pub seconds: u64,
+    /// Rounds per row of the key-value suite: each round measures every system once, the
+    /// order rotating, and the table shows each system's median round (by op/s). The host's
+    /// speed drifts by 10-30% within minutes, so one round can land a row in a slow minute.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=15))]
+    pub rounds: u64,
     /// Concurrent clients for the put workload, comma separated.
     #[arg(long, default_value = "1,16,64,256")]
     pub put_clients: String,
