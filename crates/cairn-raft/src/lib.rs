@@ -23,7 +23,7 @@ use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
 pub use log_store::LogStore;
-pub use network::{check_target, parse, peer_routes, reply, PeerNetwork, Refusal, TARGET_HEADER};
+pub use network::{check_target, parse, peer_routes, reply, PeerNetwork, PostError, Refusal, TARGET_HEADER};
 pub use openraft;
 pub use state_machine::StateMachine;
 

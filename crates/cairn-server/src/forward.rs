@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use cairn_raft::{check_target, decode, encode, parse, reply, PeerNetwork, Refusal, TARGET_HEADER};
+use cairn_raft::{check_target, decode, encode, parse, reply, PeerNetwork, PostError, Refusal};
 use cairn_store::{Applied, Command};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -62,30 +62,23 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<Resp, WriteError> {
         let body = encode(req).map_err(|e| WriteError::Api(cairn_api::ApiError::internal(e.to_string())))?;
-        let addr = self.network.dial(target, addr);
-        let sent = self
-            .network
-            .client()
-            .post(format!("http://{addr}/cairn/{route}"))
-            .header(TARGET_HEADER, target.to_string())
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(WriteError::Unreachable(e.to_string())),
+        let sent = match self.network.uri(target, addr, &format!("/cairn/{route}")) {
+            Ok(uri) => self.network.post(uri, target, body, timeout).await,
+            Err(e) => Err(e),
+        };
+        let (status, bytes) = match sent {
+            Ok(answer) => answer,
+            Err(e @ PostError::Connect(_)) => return Err(WriteError::Unreachable(e.to_string())),
             Err(e) => return Err(WriteError::Unknown(e.to_string())),
         };
-        match resp.status() {
+        match status {
             StatusCode::OK => {}
             // The address now belongs to another member: nothing was done.
             StatusCode::MISDIRECTED_REQUEST | StatusCode::BAD_REQUEST => {
-                return Err(WriteError::Unreachable(resp.text().await.unwrap_or_default()))
+                return Err(WriteError::Unreachable(String::from_utf8_lossy(&bytes).into_owned()))
             }
             status => return Err(WriteError::Unknown(format!("leader answered {status}"))),
         }
-        let bytes = resp.bytes().await.map_err(|e| WriteError::Unknown(e.to_string()))?;
         decode::<Result<Resp, WriteError>>(&bytes).map_err(|e| WriteError::Unknown(e.to_string()))?
     }
 
