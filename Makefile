@@ -59,15 +59,17 @@ bench-build: deps etcd protoc zookeeper
 	$(CARGO) build --release -p cairn-bench --features references
 
 # The key-value suite: Cairn against etcd (gRPC and JSON gateway) and ZooKeeper, three
-# members each, same workloads in one run. SECONDS_PER_ROW=8 by default.
+# members each, same workloads in one run. Each row is measured ROUNDS=3 times per system
+# (SECONDS_PER_ROW=6 each), the order rotating; the table shows each system's median round.
+KV_ARGS = --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-6} --rounds $${ROUNDS:-3}
 bench-kv: bench-build
-	./target/release/cairn-bench --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-8}
+	./target/release/cairn-bench $(KV_ARGS)
 
-# The key-value suite, then watch fan-out, then lease keep-alives: roughly 10 minutes with the
-# defaults on 2 cores, builds aside (KV ~4.5, watch ~1.5, leases ~3.5: mostly waiting for
+# The key-value suite, then watch fan-out, then lease keep-alives: roughly 20 minutes with the
+# defaults on 2 cores, builds aside (KV ~14, watch ~1.5, leases ~3.5: mostly waiting for
 # 100,000 leases to end).
 bench: bench-build
-	./target/release/cairn-bench --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-8}
+	./target/release/cairn-bench $(KV_ARGS)
 	./target/release/cairn-bench --watch --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-5}
 	./target/release/cairn-bench --leases --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10}
 
