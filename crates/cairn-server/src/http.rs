@@ -507,6 +507,8 @@ async fn ready(State(app): AppState) -> Answer {
 
 async fn metrics(State(app): AppState) -> Response {
     app.metrics.revision.set(app.store.revision() as i64);
+    let applied = app.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+    app.metrics.applied_index.set(applied as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
 

@@ -535,18 +535,22 @@ fn serve(
     })
 }
 
-/// Keeps the cached term/leader (used in every response header) and gauges current.
+/// Keeps the cached term/leader (used in every response header) and their gauges current.
+///
+/// It follows openraft's server metrics, which change only with the vote, role, leader or
+/// membership: the full metrics are sent again on every turn of Raft's loop, several times
+/// per commit, and each woke this task on the other runtime.
 async fn track_metrics(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut rx = app.raft.metrics();
+    let mut rx = app.raft.server_metrics();
     let mut was_leader = false;
     loop {
         let leads = {
             let m = rx.borrow_and_update();
-            app.term.store(m.current_term, Ordering::Relaxed);
+            let term = m.vote.leader_id().get_term();
+            app.term.store(term, Ordering::Relaxed);
             app.leader.store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
-            app.metrics.term.set(m.current_term as i64);
+            app.metrics.term.set(term as i64);
             app.metrics.is_leader.set(i64::from(m.current_leader == Some(app.id)));
-            app.metrics.applied_index.set(m.last_applied.map(|l| l.index as i64).unwrap_or(0));
             m.current_leader == Some(app.id)
         };
         if leads != was_leader {
