@@ -337,7 +337,8 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
                 };
                 let past = if target == Target::Cairn { cairn_past } else { etcd_past };
                 let cpu_before = systems.cpu_seconds(target);
-                let o = workload::measure(conns, w.op, duration, args.keys, args.value_size, past).await;
+                let o =
+                    workload::measure(conns, w.op, duration, args.keys, args.value_size, past, round).await;
                 ticker.abort();
                 let mut o = o?;
                 if o.ops > 0 {

@@ -365,7 +365,7 @@ pub async fn run(
     value_size: usize,
     past: u64,
 ) -> anyhow::Result<Outcome> {
-    measure(http_conns(cluster, w.clients).await?, w.op, duration, keys, value_size, past).await
+    measure(http_conns(cluster, w.clients).await?, w.op, duration, keys, value_size, past, 0).await
 }
 
 /// One task per connection runs `op` back to back for `duration`; throughput and latency
@@ -377,6 +377,7 @@ pub async fn measure(
     keys: usize,
     value_size: usize,
     past: u64,
+    round: usize,
 ) -> anyhow::Result<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
     let value = vec![b'x'; value_size];
@@ -409,7 +410,8 @@ pub async fn measure(
             while !stop.load(Ordering::Relaxed) {
                 let k = if let Op::Create = op {
                     created += 1;
-                    format!("c{c}-{created}")
+                    // New names every round too: a name made in an earlier round exists.
+                    format!("r{round}c{c}-{created}")
                 } else {
                     i = (i + 1) % keys;
                     key(i)
