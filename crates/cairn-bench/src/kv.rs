@@ -293,8 +293,8 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     let zk_version = String::new();
 
     let duration = Duration::from_secs(args.seconds);
-    let total: usize =
-        workloads.iter().map(|w| (references(w, &refs).len() + 1) * args.rounds as usize).sum();
+    let rounds = args.rounds as usize;
+    let total: usize = workloads.iter().map(|w| (references(w, &refs).len() + 1) * rounds).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} eta {eta} {msg}")?
@@ -302,7 +302,6 @@ pub async fn run(args: &Args, machine: &str) -> anyhow::Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
 
-    let rounds = args.rounds as usize;
     let mut rows = Vec::new();
     for (i, w) in workloads.iter().enumerate() {
         let mut systems_of_row = vec![Target::Cairn];

@@ -80,6 +80,18 @@ impl PeerNetwork {
             .map_err(|e| PostError::Connect(format!("bad peer address {addr}: {e}")))
     }
 
+    /// POSTs `body` to `path` on member `id`'s peer listener (see [`Self::post`]).
+    pub async fn post_path(
+        &self,
+        id: NodeId,
+        advertised: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), PostError> {
+        self.post(self.uri(id, advertised, path)?, id, body, timeout).await
+    }
+
     /// POSTs `body` to `uri` on member `target`'s peer listener: the answer's status and body.
     pub async fn post(
         &self,
@@ -154,13 +166,10 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&*e)))?;
-        let uri = match (route, &self.append) {
-            ("append", Ok(uri)) => Ok(uri.clone()),
-            _ => self.network.uri(self.target, &self.addr, &format!("/raft/{route}")),
-        };
-        let sent = match uri {
-            Ok(uri) => self.network.post(uri, self.target, body, option.hard_ttl()).await,
-            Err(e) => Err(e),
+        let (network, timeout) = (&self.network, option.hard_ttl());
+        let sent = match (route, &self.append) {
+            ("append", Ok(uri)) => network.post(uri.clone(), self.target, body, timeout).await,
+            _ => network.post_path(self.target, &self.addr, &format!("/raft/{route}"), body, timeout).await,
         };
         let (status, bytes) = match sent {
             Ok(answer) => answer,

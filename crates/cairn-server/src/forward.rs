@@ -62,10 +62,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<Resp, WriteError> {
         let body = encode(req).map_err(|e| WriteError::Api(cairn_api::ApiError::internal(e.to_string())))?;
-        let sent = match self.network.uri(target, addr, &format!("/cairn/{route}")) {
-            Ok(uri) => self.network.post(uri, target, body, timeout).await,
-            Err(e) => Err(e),
-        };
+        let sent = self.network.post_path(target, addr, &format!("/cairn/{route}"), body, timeout).await;
         let (status, bytes) = match sent {
             Ok(answer) => answer,
             Err(e @ PostError::Connect(_)) => return Err(WriteError::Unreachable(e.to_string())),
