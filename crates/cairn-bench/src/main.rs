@@ -152,10 +152,13 @@ async fn main() -> anyhow::Result<()> {
             kv::run(&args, &machine).await
         }
     };
-    // On Ctrl-C the suite is dropped, and with it the clusters it started (their Drop kills
-    // the servers), instead of leaving them running.
+    // On Ctrl-C or SIGTERM (`kill`, a timeout) the suite is dropped, and with it the
+    // clusters it started (their Drop kills the servers), instead of leaving them running.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tokio::select! {
         r = suite => r,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the servers this run started were stopped"),
+        _ = terminate.recv() => anyhow::bail!("terminated; the servers this run started were stopped"),
     }
 }
