@@ -254,6 +254,39 @@ fn slow_consumer_is_cut_then_resumes_without_loss() {
     assert_eq!(revs, want, "every revision exactly once across the cut");
 }
 
+/// History read back for a watch or a long-poll holds only the changes in its scope, among
+/// many more elsewhere.
+#[test]
+fn history_replays_only_the_watched_scope() {
+    let c = Cluster::start(1);
+    let mut mine = Vec::new();
+    for i in 0..40 {
+        for j in 0..3 {
+            c.put(0, &format!("/v1/nodes/elsewhere/x{i}-{j}?parents"), "o").expect_status(201);
+        }
+        let path = format!("/mix/a{}", i % 4);
+        let v = c.put(0, &format!("/v1/nodes{path}?parents"), format!("v{i}")).json();
+        mine.push((v["header"]["revision"].as_u64().unwrap(), path));
+    }
+    let last_mine = mine.last().unwrap().0;
+    for i in 0..20 {
+        c.put(0, &format!("/v1/nodes/elsewhere/late{i}?parents"), "o").expect_status(201);
+    }
+    let w = open_watch(c.client_addr(0), "/v1/watch/mix?recursive&from_revision=1", None, false).unwrap();
+    let (seen, _, ended) =
+        read_changes(&w, Duration::from_secs(20), |s| s.last().is_some_and(|l| l.0 >= last_mine));
+    assert!(!ended);
+    let seen: Vec<(u64, String)> = seen.into_iter().filter(|s| s.2 != "/mix").map(|s| (s.0, s.2)).collect();
+    assert_eq!(seen, mine, "every change under /mix, in order, and nothing else");
+    // A long-poll on /mix/a3 after its last change: the writes since are elsewhere, so it
+    // waits out its timeout.
+    let a3 = mine.iter().rev().find(|m| m.1 == "/mix/a3").unwrap().0;
+    let t = Instant::now();
+    let v = c.get(0, &format!("/v1/nodes/mix/a3?wait_revision={a3}&timeout=700ms")).json();
+    assert!(t.elapsed() >= Duration::from_millis(650), "woke for another path: {:?}", t.elapsed());
+    assert_eq!(v["node"]["value"], "v39");
+}
+
 #[test]
 fn long_poll_wakes_on_change_and_returns_at_timeout() {
     let c = Cluster::start(1);

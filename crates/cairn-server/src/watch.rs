@@ -3,7 +3,8 @@
 //! The hub follows the state machine's applied revision and reads the new revisions'
 //! events from the store's history once, off the apply path. It routes them through an
 //! index (exact path, parent path for children watches, every ancestor for subtree
-//! watches), so a change costs a few hash lookups, not a scan of every watcher. Each stream
+//! watches), so a change costs a few hash lookups, not a scan of every watcher, and reads
+//! a change's values and renders it only for the streams that want it. Each stream
 //! has a bounded queue fed with `try_send`: a stream that falls behind is cut with a final
 //! `cancelled` event naming the last revision it delivered, and never slows anyone else.
 //!
@@ -15,13 +16,13 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use cairn_api::json::{self as wire, Encoding};
 use cairn_api::{parent_of, ApiError, ErrorCode, Node};
-use cairn_store::{EventKind, Store};
+use cairn_store::{Event, EventKind, ReadView, Store};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -55,14 +56,14 @@ impl Scope {
     }
 }
 
-/// One change, rendered once for every stream that receives it.
+/// One change, rendered when the first stream that receives it needs it, once for all.
 pub struct Change {
     pub kind: EventKind,
     pub revision: u64,
     pub node: Node,
     pub prev: Option<Node>,
-    json: String,
-    json_with_prev: String,
+    json: OnceLock<String>,
+    json_with_prev: OnceLock<String>,
 }
 
 fn kind_name(kind: EventKind) -> &'static str {
@@ -75,30 +76,26 @@ fn kind_name(kind: EventKind) -> &'static str {
 
 impl Change {
     fn new(kind: EventKind, revision: u64, node: Node, prev: Option<Node>) -> Change {
-        let render = |with_prev: bool| {
-            json!({
-                "type": kind_name(kind),
-                "revision": revision,
-                "node": wire::node(&node, Encoding::Utf8),
-                "prev": if with_prev { prev.as_ref().map(|p| wire::node(p, Encoding::Utf8)) } else { None },
-            })
-            .to_string()
-        };
-        let (json, json_with_prev) = (render(false), render(true));
-        Change { kind, revision, node, prev, json, json_with_prev }
+        Change { kind, revision, node, prev, json: OnceLock::new(), json_with_prev: OnceLock::new() }
+    }
+
+    fn render(&self, with_prev: bool, encoding: Encoding) -> String {
+        json!({
+            "type": kind_name(self.kind),
+            "revision": self.revision,
+            "node": wire::node(&self.node, encoding),
+            "prev": if with_prev { self.prev.as_ref().map(|p| wire::node(p, encoding)) } else { None },
+        })
+        .to_string()
     }
 
     fn data(&self, opts: &StreamOptions) -> String {
         match opts.encoding {
-            Encoding::Utf8 if opts.prev => self.json_with_prev.clone(),
-            Encoding::Utf8 => self.json.clone(),
-            Encoding::Base64 => json!({
-                "type": kind_name(self.kind),
-                "revision": self.revision,
-                "node": wire::node(&self.node, Encoding::Base64),
-                "prev": if opts.prev { self.prev.as_ref().map(|p| wire::node(p, Encoding::Base64)) } else { None },
-            })
-            .to_string(),
+            Encoding::Utf8 if opts.prev => {
+                self.json_with_prev.get_or_init(|| self.render(true, Encoding::Utf8)).clone()
+            }
+            Encoding::Utf8 => self.json.get_or_init(|| self.render(false, Encoding::Utf8)).clone(),
+            Encoding::Base64 => self.render(opts.prev, Encoding::Base64),
         }
     }
 }
@@ -181,6 +178,8 @@ pub struct Hub {
 pub struct Subscription {
     hub: Arc<Hub>,
     id: u64,
+    /// What it watches: history reads keep only these changes.
+    scopes: Vec<Scope>,
     rx: mpsc::Receiver<Delivery>,
     lagged: Arc<AtomicBool>,
     /// Live deliveries start after this revision; history covers the rest.
@@ -276,12 +275,12 @@ impl Hub {
             let (map, key) = index.slot(scope);
             map.entry(key).or_default().insert(id);
         }
-        index.entries.insert(id, Entry { scopes, tx, lagged: lagged.clone() });
+        index.entries.insert(id, Entry { scopes: scopes.clone(), tx, lagged: lagged.clone() });
         // Read under the lock: routing bumps it under the same lock.
         let registered_at = self.dispatched();
         drop(index);
         self.metrics.watchers.inc();
-        Ok(Subscription { hub: self.clone(), id, rx, lagged, registered_at })
+        Ok(Subscription { hub: self.clone(), id, scopes, rx, lagged, registered_at })
     }
 
     /// Ends every stream (they resume from their last revision): used when history they
@@ -311,13 +310,32 @@ impl Hub {
         true
     }
 
-    fn route(&self, revision: u64, changes: &[Arc<Change>]) {
-        let Ok(mut index) = self.index.lock() else { return };
+    /// Routes revisions `from..=end` from history. A change's values are read, and the
+    /// change built, only when some stream wants it: with watchers on other keys, routing
+    /// a write costs its event record and a few hash lookups.
+    fn route_range(&self, from: u64, end: u64) -> Result<(), ApiError> {
+        let view = self.store.read()?;
+        for (revision, events) in view.events(from, end)? {
+            self.route(&view, revision, events)?;
+        }
+        self.dispatched.fetch_max(end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Every change is read before anything is sent, so a failed read leaves the revision
+    /// to be routed again whole. Under the index lock, so that a stream subscribing meanwhile
+    /// either gets the revision from here or reads it from history itself.
+    fn route(&self, view: &ReadView, revision: u64, events: Vec<Event>) -> Result<(), ApiError> {
+        let Ok(mut index) = self.index.lock() else { return Ok(()) };
         let mut per: HashMap<u64, Vec<Arc<Change>>> = HashMap::new();
         let mut ids = HashSet::new();
-        for change in changes {
+        for event in events {
             ids.clear();
-            index.matching(&change.node.path, &mut ids);
+            index.matching(&event.path, &mut ids);
+            if ids.is_empty() {
+                continue;
+            }
+            let change = load_change(view, revision, event)?;
             for id in &ids {
                 per.entry(*id).or_default().push(change.clone());
             }
@@ -340,48 +358,55 @@ impl Hub {
             index.remove(id);
         }
         self.dispatched.store(revision, Ordering::Release);
+        Ok(())
     }
 }
 
 /// The changes of each revision, in order.
 type Revisions = Vec<(u64, Vec<Arc<Change>>)>;
 
-/// Reads the changes of revisions `from..=to`, at most `HISTORY_STEP` revisions of them, off
-/// the async runtime. Also returns the last revision the read covered: every change up to it
-/// is in the answer (none at all if its history was compacted), so the next read starts
-/// right after it.
+/// Reads the changes of revisions `from..=to` that one of `scopes` covers, at most
+/// `HISTORY_STEP` revisions of them, off the async runtime. Also returns the last revision
+/// the read covered: every change up to it is in the answer (none at all if its history
+/// was compacted), so the next read starts right after it.
 pub(crate) async fn read_changes(
     store: &Arc<Store>,
     from: u64,
     to: u64,
+    scopes: &[Scope],
 ) -> Result<(Revisions, u64), ApiError> {
     let end = to.min(from.saturating_add(HISTORY_STEP - 1));
-    let store = store.clone();
-    let revisions = tokio::task::spawn_blocking(move || read_range(&store, from, end))
-        .await
-        .map_err(|e| ApiError::internal(format!("history reader failed: {e}")))??;
+    let (store, scopes) = (store.clone(), scopes.to_vec());
+    let revisions = tokio::task::spawn_blocking(move || -> Result<Revisions, ApiError> {
+        let view = store.read()?;
+        let mut out = Vec::new();
+        for (revision, events) in view.events(from, end)? {
+            let mut changes = Vec::new();
+            for event in events {
+                if scopes.iter().any(|s| s.matches(&event.path)) {
+                    changes.push(load_change(&view, revision, event)?);
+                }
+            }
+            out.push((revision, changes));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("history reader failed: {e}")))??;
     Ok((revisions, end))
 }
 
-fn read_range(store: &Store, from: u64, end: u64) -> Result<Revisions, ApiError> {
-    let view = store.read()?;
-    let mut out = Vec::new();
-    for (revision, events) in view.events(from, end)? {
-        let mut changes = Vec::with_capacity(events.len());
-        for e in events {
-            let value = view.value(&e.path, &e.stat)?;
-            let prev = match &e.prev {
-                Some(p) => {
-                    Some(Node { path: e.path.clone(), value: view.value(&e.path, p)?, stat: p.clone() })
-                }
-                None => None,
-            };
-            let node = Node { path: e.path, value, stat: e.stat };
-            changes.push(Arc::new(Change::new(e.kind, revision, node, prev)));
+/// A recorded event with its values (the new one and, for a set or delete, the one before).
+fn load_change(view: &ReadView, revision: u64, event: Event) -> Result<Arc<Change>, ApiError> {
+    let value = view.value(&event.path, &event.stat)?;
+    let prev = match &event.prev {
+        Some(p) => {
+            Some(Node { path: event.path.clone(), value: view.value(&event.path, p)?, stat: p.clone() })
         }
-        out.push((revision, changes));
-    }
-    Ok(out)
+        None => None,
+    };
+    let node = Node { path: event.path, value, stat: event.stat };
+    Ok(Arc::new(Change::new(event.kind, revision, node, prev)))
 }
 
 async fn dispatch(hub: Arc<Hub>, mut applied: watch::Receiver<u64>) {
@@ -398,17 +423,15 @@ async fn dispatch(hub: Arc<Hub>, mut applied: watch::Receiver<u64>) {
                 hub.dispatched.fetch_max(hub.store.compact_revision() - 1, Ordering::AcqRel);
                 continue;
             }
-            match read_changes(&hub.store, from, target).await {
-                Ok((revisions, covered)) => {
-                    for (revision, changes) in &revisions {
-                        hub.route(*revision, changes);
-                    }
-                    hub.dispatched.fetch_max(covered, Ordering::AcqRel);
-                }
-                Err(e) => {
-                    tracing::error!("watch hub cannot read history: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+            let end = target.min(from.saturating_add(HISTORY_STEP - 1));
+            let routing = hub.clone();
+            let routed = tokio::task::spawn_blocking(move || routing.route_range(from, end))
+                .await
+                .map_err(|e| ApiError::internal(format!("history reader failed: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = routed {
+                tracing::error!("watch hub cannot read history: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         if applied.changed().await.is_err() {
@@ -583,7 +606,8 @@ pub(crate) async fn follow(
     };
     // Catch up from history, then hand over to the live queue.
     while *delivered < sub.registered_at {
-        let (revisions, covered) = read_changes(&hub.store, *delivered + 1, sub.registered_at).await?;
+        let (revisions, covered) =
+            read_changes(&hub.store, *delivered + 1, sub.registered_at, &sub.scopes).await?;
         for (revision, changes) in revisions {
             if !pass(revision, &changes, delivered).await {
                 return Ok(());
@@ -654,8 +678,8 @@ pub async fn wait_for_change(
     }
     let mut from = after + 1;
     while from <= sub.registered_at {
-        let (revisions, covered) = read_changes(&hub.store, from, sub.registered_at).await?;
-        if revisions.iter().any(|(_, cs)| cs.iter().any(|c| scopes.iter().any(|s| s.matches(&c.node.path)))) {
+        let (revisions, covered) = read_changes(&hub.store, from, sub.registered_at, &scopes).await?;
+        if revisions.iter().any(|(_, changes)| !changes.is_empty()) {
             return Ok(());
         }
         from = covered + 1;
