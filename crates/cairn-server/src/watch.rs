@@ -375,9 +375,9 @@ pub(crate) async fn read_changes(
     to: u64,
     scopes: &[Scope],
 ) -> Result<(Revisions, u64), ApiError> {
-    let end = to.min(from.saturating_add(HISTORY_STEP - 1));
+    let end = step_end(from, to);
     let (store, scopes) = (store.clone(), scopes.to_vec());
-    let revisions = tokio::task::spawn_blocking(move || -> Result<Revisions, ApiError> {
+    let revisions = off_runtime(move || {
         let view = store.read()?;
         let mut out = Vec::new();
         for (revision, events) in view.events(from, end)? {
@@ -391,9 +391,22 @@ pub(crate) async fn read_changes(
         }
         Ok(out)
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("history reader failed: {e}")))??;
+    .await?;
     Ok((revisions, end))
+}
+
+/// The last revision of one step through history from `from` towards `to`.
+fn step_end(from: u64, to: u64) -> u64 {
+    to.min(from.saturating_add(HISTORY_STEP - 1))
+}
+
+/// Runs a read of history on the blocking pool: it may read many revisions from disk.
+async fn off_runtime<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| ApiError::internal(format!("history reader failed: {e}")))?
 }
 
 /// A recorded event with its values (the new one and, for a set or delete, the one before).
@@ -423,13 +436,8 @@ async fn dispatch(hub: Arc<Hub>, mut applied: watch::Receiver<u64>) {
                 hub.dispatched.fetch_max(hub.store.compact_revision() - 1, Ordering::AcqRel);
                 continue;
             }
-            let end = target.min(from.saturating_add(HISTORY_STEP - 1));
-            let routing = hub.clone();
-            let routed = tokio::task::spawn_blocking(move || routing.route_range(from, end))
-                .await
-                .map_err(|e| ApiError::internal(format!("history reader failed: {e}")))
-                .and_then(|r| r);
-            if let Err(e) = routed {
+            let (routing, end) = (hub.clone(), step_end(from, target));
+            if let Err(e) = off_runtime(move || routing.route_range(from, end)).await {
                 tracing::error!("watch hub cannot read history: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
