@@ -290,10 +290,9 @@ impl Observed {
         self.entries.values().next()
     }
 
+    /// `changes` are the queue's own (its subscription watches the queue's children).
     fn apply(&mut self, changes: &[Arc<crate::watch::Change>]) {
-        for c in
-            changes.iter().filter(|c| cairn_api::parent_of(&c.node.path) == Some(self.queue.dir.as_str()))
-        {
+        for c in changes {
             match c.kind {
                 EventKind::Delete => {
                     self.entries.retain(|_, e| e.path != c.node.path);

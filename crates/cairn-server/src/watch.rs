@@ -486,17 +486,17 @@ pub(crate) fn event(kind: &str, id: Option<u64>, data: String) -> Result<SseEven
     })
 }
 
-/// A watch stream's events for one revision: the changes in its scope, only the last
-/// carrying the SSE id, so a client that reconnects with `Last-Event-ID` never resumes
-/// halfway through a revision.
+/// A watch stream's events for one revision (changes in its scope, see [`follow`]), only
+/// the last carrying the SSE id, so a client that reconnects with `Last-Event-ID` never
+/// resumes halfway through a revision.
 fn revision_events(
     revision: u64,
     changes: &[Arc<Change>],
     opts: &StreamOptions,
 ) -> Vec<Result<SseEvent, Infallible>> {
-    let mine: Vec<&Arc<Change>> = changes.iter().filter(|c| opts.scope.matches(&c.node.path)).collect();
-    let last = mine.len().saturating_sub(1);
-    mine.iter()
+    let last = changes.len().saturating_sub(1);
+    changes
+        .iter()
         .enumerate()
         .map(|(i, c)| event(kind_name(c.kind), (i == last).then_some(revision), c.data(opts)))
         .collect()
@@ -585,7 +585,7 @@ async fn stream(hub: Arc<Hub>, mut sub: Subscription, opts: StreamOptions, out: 
 
 /// Follows a subscription from `*delivered`: history up to the point it registered at,
 /// then its live deliveries, with a progress bookmark every interval. `render` turns each
-/// revision's changes into the events to send; revisions up to `quiet_through` (already
+/// revision's changes, only those in the subscription's scopes, into the events to send; revisions up to `quiet_through` (already
 /// seen by a resuming client) are rendered but not sent. Returns once the client is gone
 /// or the hub cut the subscription; `*delivered` is then the last revision covered.
 pub(crate) async fn follow(
@@ -679,14 +679,14 @@ pub async fn wait_for_change(
     after: u64,
     timeout: Duration,
 ) -> Result<(), ApiError> {
-    let mut sub = hub.subscribe_all(scopes.clone())?;
+    let mut sub = hub.subscribe_all(scopes)?;
     let compact = hub.store.compact_revision();
     if after.saturating_add(1) < compact {
         return Err(ApiError::compacted(after.saturating_add(1), compact));
     }
     let mut from = after + 1;
     while from <= sub.registered_at {
-        let (revisions, covered) = read_changes(&hub.store, from, sub.registered_at, &scopes).await?;
+        let (revisions, covered) = read_changes(&hub.store, from, sub.registered_at, &sub.scopes).await?;
         if revisions.iter().any(|(_, changes)| !changes.is_empty()) {
             return Ok(());
         }
