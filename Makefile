@@ -3,8 +3,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test cluster cluster-stop lint fmt deps build bench bench-build bench-kv bench-watch bench-leases bench-locks \
-	etcd protoc zookeeper chaos
+.PHONY: run test cluster cluster-stop lint fmt deps build release bench bench-build bench-kv bench-watch bench-leases \
+	bench-locks etcd protoc zookeeper chaos
 
 # RocksDB's bindings need clang/libclang; install them when missing (Debian/Ubuntu).
 deps:
@@ -53,15 +53,29 @@ zookeeper:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper; }
 
+# The release binary, built with profile-guided optimisation: target/pgo/cairn (about 6
+# minutes the first time, RocksDB's build aside; see deploy/pgo-build.sh).
+release: deps
+	deploy/pgo-build.sh
+
+# The benchmarks measure the profile-guided build; PGO=0 measures the plain release build.
+ifeq ($(PGO),0)
+BENCH_CAIRN := target/release/cairn
+BUILD_BENCH_CAIRN := $(CARGO) build --release --bin cairn
+else
+BENCH_CAIRN := target/pgo/cairn
+BUILD_BENCH_CAIRN := deploy/pgo-build.sh
+endif
+
 # cairn on its own, so the references' dependencies cannot change how it is built.
 bench-build: deps etcd protoc zookeeper
-	$(CARGO) build --release --bin cairn
 	$(CARGO) build --release -p cairn-bench --features references
+	$(BUILD_BENCH_CAIRN)
 
 # The key-value suite: Cairn against etcd (gRPC and JSON gateway) and ZooKeeper, three
 # members each, same workloads in one run. Each row is measured ROUNDS=3 times per system
 # (SECONDS_PER_ROW=6 each), the order rotating; the table shows each system's median round.
-KV_ARGS = --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-6} --rounds $${ROUNDS:-3}
+KV_ARGS = --cairn-bin $(BENCH_CAIRN) --seconds $${SECONDS_PER_ROW:-6} --rounds $${ROUNDS:-3}
 bench-kv: bench-build
 	./target/release/cairn-bench $(KV_ARGS)
 
@@ -70,24 +84,27 @@ bench-kv: bench-build
 # 100,000 leases to end).
 bench: bench-build
 	./target/release/cairn-bench $(KV_ARGS)
-	./target/release/cairn-bench --watch --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-5}
-	./target/release/cairn-bench --leases --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10}
+	./target/release/cairn-bench --watch --cairn-bin $(BENCH_CAIRN) --seconds $${SECONDS_PER_ROW:-5}
+	./target/release/cairn-bench --leases --cairn-bin $(BENCH_CAIRN) --seconds $${SECONDS_PER_ROW:-10}
 
 # Watch fan-out: 10,000 watchers on their own keys + 1,000 on a hot key, one member each.
 bench-watch: deps etcd
-	$(CARGO) build --release --bin cairn --bin cairn-bench
-	./target/release/cairn-bench --watch --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-5}
+	$(CARGO) build --release --bin cairn-bench
+	$(BUILD_BENCH_CAIRN)
+	./target/release/cairn-bench --watch --cairn-bin $(BENCH_CAIRN) --seconds $${SECONDS_PER_ROW:-5}
 
 # Leases: 100,000 kept alive through three members each; expiry precision.
 bench-leases: deps etcd
-	$(CARGO) build --release --bin cairn --bin cairn-bench
-	./target/release/cairn-bench --leases --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10}
+	$(CARGO) build --release --bin cairn-bench
+	$(BUILD_BENCH_CAIRN)
+	./target/release/cairn-bench --leases --cairn-bin $(BENCH_CAIRN) --seconds $${SECONDS_PER_ROW:-10}
 
 # Locks and elections: lock+unlock cycles with 1 and 16 clients on one lock; election
 # failover after a revoke and after the leader's lease expires (FAILOVER_RUNS=5 each).
 bench-locks: deps etcd
-	$(CARGO) build --release --bin cairn --bin cairn-bench
-	./target/release/cairn-bench --locks --cairn-bin target/release/cairn --seconds $${SECONDS_PER_ROW:-10} \
+	$(CARGO) build --release --bin cairn-bench
+	$(BUILD_BENCH_CAIRN)
+	./target/release/cairn-bench --locks --cairn-bin $(BENCH_CAIRN) --seconds $${SECONDS_PER_ROW:-10} \
 		--failover-runs $${FAILOVER_RUNS:-5}
 
 # A fault-injection run (Jepsen style) with history checkers: SEED, DURATION (s), MEMBERS.
