@@ -30,10 +30,16 @@ fi
 echo "pgo: plain release build (its RocksDB archive is linked by the next two)"
 $CARGO build --release --bin cairn
 [ -x target/release/cairn-bench ] || $CARGO build --release -p cairn-bench
-rocksdb=$(ls -t target/release/build/librocksdb-sys-*/out/librocksdb.a | head -1)
-mkdir -p "$OUT/rocksdb"
-ln -sf "$PWD/$rocksdb" "$OUT/rocksdb/librocksdb.a"
-export ROCKSDB_LIB_DIR=$PWD/$OUT/rocksdb ROCKSDB_STATIC=1
+if [ -z "${ROCKSDB_LIB_DIR:-}" ]; then
+  rocksdb=$(ls -t target/release/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -1)
+  if [ -z "$rocksdb" ]; then
+    echo "pgo: no librocksdb.a under target/release/build; the plain build above should have made it" >&2
+    exit 1
+  fi
+  mkdir -p "$OUT/rocksdb"
+  ln -sf "$PWD/$rocksdb" "$OUT/rocksdb/librocksdb.a"
+  export ROCKSDB_LIB_DIR=$PWD/$OUT/rocksdb ROCKSDB_STATIC=1
+fi
 
 # `--target` keeps the flags off build scripts and proc macros: only cairn is instrumented.
 echo "pgo 1/3: instrumented build"
