@@ -274,6 +274,16 @@ impl<'a> Apply<'a> {
 
     fn write_stat(&mut self, path: &str, rev: u64, stat: Option<&Stat>) -> Result<(), StoreError> {
         self.staged[Cf::Stat as usize].insert(keys::version_key(path, rev), Some(bincode::serialize(&stat)?));
+        // The live column changes only when the node comes or goes, not on every write.
+        match stat {
+            None => {
+                self.staged[Cf::Live as usize].insert(path.as_bytes().to_vec(), None);
+            }
+            Some(s) if s.create_revision == rev && path != "/" => {
+                self.staged[Cf::Live as usize].insert(path.as_bytes().to_vec(), Some(Vec::new()));
+            }
+            Some(_) => {}
+        }
         Ok(())
     }
 

@@ -10,11 +10,16 @@
 //!   instead of searching it at random (that search was the costliest part of a put's
 //!   apply); values are only ever read by exact key.
 //! - events column: `revision` (big-endian) → `Vec<Event>`.
+//! - live column: `path` → nothing, for every node that exists now (the root aside). Written
+//!   only when a node is created or deleted, so children are listed at the newest revision
+//!   without stepping over the versions of children deleted since (a lock's or election's
+//!   queue leaves one per turn, until history compaction removes them).
 //! - meta column: fixed names → u64 or opaque bytes.
 
 pub const SEP: u8 = 0x00;
-/// The key layout this code writes and reads; 2 keys values by revision first.
-pub const LAYOUT: u64 = 2;
+/// The key layout this code writes and reads; 2 keys values by revision first, 3 adds the
+/// live column (built from the stat column when a state of layout 2 is opened).
+pub const LAYOUT: u64 = 3;
 /// The byte after `/`: seeking to `prefix name 0x30` skips the subtree of `name`.
 pub const AFTER_SLASH: u8 = b'/' + 1;
 

@@ -18,10 +18,11 @@ pub enum Cf {
     Events = 2,
     Meta = 3,
     Leases = 4,
+    Live = 5,
 }
 
-pub const CF_COUNT: usize = 5;
-pub const ALL_CFS: [Cf; CF_COUNT] = [Cf::Stat, Cf::Data, Cf::Events, Cf::Meta, Cf::Leases];
+pub const CF_COUNT: usize = 6;
+pub const ALL_CFS: [Cf; CF_COUNT] = [Cf::Stat, Cf::Data, Cf::Events, Cf::Meta, Cf::Leases, Cf::Live];
 
 pub trait Cursor {
     fn seek(&mut self, key: &[u8]);

@@ -110,6 +110,50 @@ pub(crate) fn children_at(
     Ok((out, false))
 }
 
+/// Children of `path` at the newest revision `at`, as [`children_at`] finds them, but
+/// walking the live column: deleted children cost nothing here, while [`children_at`]
+/// steps over each one's versions until history compaction removes them.
+pub(crate) fn live_children_at(
+    kv: &dyn KvRead,
+    path: &str,
+    at: u64,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Child>, bool), StoreError> {
+    let prefix = keys::descendant_prefix(path).into_bytes();
+    let mut c = kv.cursor(Cf::Live);
+    match after {
+        Some(rel) => c.seek(&keys::with_byte(&[prefix.as_slice(), rel.as_bytes()].concat(), 1)),
+        None => c.seek(&prefix),
+    }
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    while c.valid() {
+        let key = c.key();
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let rest = &key[prefix.len()..];
+        if let Some(i) = rest.iter().position(|&b| b == b'/') {
+            // A grandchild: skip the whole subtree of this child.
+            c.seek(&keys::with_byte(&key[..prefix.len() + i], AFTER_SLASH));
+            continue;
+        }
+        let child = utf8(key)?;
+        let Some(stat) = stat_at(kv, &child, at)? else {
+            return Err(StoreError::Corrupt(format!("{child} is in the live column but has no stat")));
+        };
+        if out.len() == limit || (bytes >= PAGE_BYTE_BUDGET && !out.is_empty()) {
+            return Ok((out, true));
+        }
+        let name = utf8(rest)?;
+        bytes += name.len() + STAT_BYTES;
+        out.push(Child { name, stat });
+        c.next();
+    }
+    c.status()?;
+    Ok((out, false))
+}
+
 /// Every node below `path` (not `path` itself) at `at`, in path order, after the
 /// descendant whose path relative to `path/` is `after`.
 pub(crate) fn subtree_at(
@@ -251,7 +295,11 @@ impl<'a> ReadView<'a> {
         validate_path(path)?;
         let (at, after) = self.page_start(at, cursor)?;
         self.require(path, at)?;
-        let (entries, more) = children_at(&self.kv, path, at, after.as_deref(), limit)?;
+        let (entries, more) = if at == self.revision {
+            live_children_at(&self.kv, path, at, after.as_deref(), limit)?
+        } else {
+            children_at(&self.kv, path, at, after.as_deref(), limit)?
+        };
         let next = match (more, entries.last()) {
             (true, Some(last)) => Some(encode_cursor(at, &last.name)),
             _ => None,

@@ -11,7 +11,7 @@ use crate::{Apply, ReadView};
 
 /// Column families of the state machine's database.
 pub const COLUMN_FAMILIES: &[&str] = &CF_NAMES;
-const CF_NAMES: [&str; CF_COUNT] = ["sm_stat", "sm_data", "sm_events", "sm_meta", "sm_leases"];
+const CF_NAMES: [&str; CF_COUNT] = ["sm_stat", "sm_data", "sm_events", "sm_meta", "sm_leases", "sm_live"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,13 +81,14 @@ impl Store {
         Ok(store)
     }
 
-    /// Refuses state written with another key layout, which this code would misread; marks
-    /// a new state with its own.
+    /// Refuses state written with another key layout, which this code would misread; brings
+    /// layout 2 (no live column) up to date; marks a new state with its own.
     pub(crate) fn check_layout(&self) -> Result<(), StoreError> {
         let live = self.live();
         match live.get(Cf::Meta, meta::LAYOUT)? {
             Some(bytes) => match read_u64(Some(bytes))? {
                 keys::LAYOUT => Ok(()),
+                2 => self.build_live_column(),
                 other => Err(StoreError::Layout { found: other, ours: keys::LAYOUT }),
             },
             None if self.revision() > 0 => Err(StoreError::Layout { found: 1, ours: keys::LAYOUT }),
@@ -96,6 +97,38 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Fills the live column from the stat column: a path exists now if its newest version
+    /// (the first of its keys) is not a deletion. Then marks the state with this layout.
+    /// One pass over the stat column, in batches; only for a state written by layout 2.
+    fn build_live_column(&self) -> Result<(), StoreError> {
+        let live_cf = self.cf(Cf::Live)?;
+        let mut batch = WriteBatch::default();
+        let mut previous: Option<Vec<u8>> = None;
+        let view = self.live();
+        let mut c = view.cursor(Cf::Stat);
+        c.seek(b"");
+        while c.valid() {
+            let Some((path, _)) = keys::split_version_key(c.key()) else {
+                return Err(StoreError::Corrupt("bad stat key".into()));
+            };
+            if previous.as_deref() != Some(path) {
+                if path != b"/" && bincode::deserialize::<Option<Stat>>(c.value())?.is_some() {
+                    batch.put_cf(live_cf, path, b"");
+                }
+                previous = Some(path.to_vec());
+                if batch.size_in_bytes() >= 1 << 20 {
+                    self.db.write_opt(std::mem::take(&mut batch), &unlogged())?;
+                }
+            }
+            c.next();
+        }
+        c.status()?;
+        batch.put_cf(self.cf(Cf::Meta)?, meta::LAYOUT, keys::LAYOUT.to_be_bytes());
+        self.db.write_opt(batch, &unlogged())?;
+        // Unlogged like applies: flushed now, so the layout mark never outlives the column.
+        persist(&self.db)
     }
 
     /// The root always exists; it is written at revision 0 on every member alike.

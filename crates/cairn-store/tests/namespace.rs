@@ -314,8 +314,59 @@ fn a_state_of_another_key_layout_is_refused() {
         s.db().delete_cf(meta, b"layout").unwrap();
     }
     let err = Store::open(open_db(dir.path()).unwrap()).err().unwrap();
-    assert!(matches!(err, cairn_store::StoreError::Layout { found: 1, ours: 2 }), "{err}");
+    assert!(matches!(err, cairn_store::StoreError::Layout { found: 1, ours: 3 }), "{err}");
     assert!(err.to_string().contains("empty data directory"), "{err}");
+}
+
+/// A queue's turns leave deleted entries behind in the history; listing the queue at the
+/// newest revision skips them through the live column and agrees with the history's view.
+#[test]
+fn listings_skip_deleted_children_and_agree_with_history() {
+    let (_dir, s) = store();
+    run(&s, create("/q", false, false)).unwrap();
+    for _ in 0..50 {
+        let Output::Op(OpResult::Created { node }) = run(&s, create("/q/e-", true, false)).unwrap() else {
+            panic!("not a create")
+        };
+        run(&s, delete(&node.path, false, None)).unwrap();
+    }
+    run(&s, create("/q/e-", true, false)).unwrap();
+    run(&s, create("/q/sub/deep", false, true)).unwrap();
+    let before = s.revision();
+    run(&s, put("/other", "x")).unwrap();
+    let view = s.read().unwrap();
+    let names = |at| {
+        view.children("/q", at, None, 100).unwrap().entries.into_iter().map(|c| c.name).collect::<Vec<_>>()
+    };
+    assert_eq!(names(None), ["e-0000000100", "sub"]);
+    assert_eq!(names(None), names(Some(before)));
+    // Paged, one child per page, at the newest revision.
+    let first = view.children("/q", None, None, 1).unwrap();
+    assert_eq!(first.entries[0].name, "e-0000000100");
+    let second = view.children("/q", None, first.next.as_deref(), 1).unwrap();
+    assert_eq!((second.entries[0].name.as_str(), second.next), ("sub", None));
+}
+
+/// A state of layout 2 (before the live column) is brought up to date when opened.
+#[test]
+fn a_state_without_the_live_column_gets_one_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(open_db(dir.path()).unwrap()).unwrap();
+        run(&s, create("/a/b", false, true)).unwrap();
+        run(&s, create("/a/c", false, true)).unwrap();
+        run(&s, delete("/a/b", false, None)).unwrap();
+        let (live, meta) = (s.db().cf_handle("sm_live").unwrap(), s.db().cf_handle("sm_meta").unwrap());
+        s.db().delete_range_cf(live, b"".as_slice(), b"\xff".as_slice()).unwrap();
+        s.db().put_cf(meta, b"layout", 2u64.to_be_bytes()).unwrap();
+    }
+    let s = Store::open(open_db(dir.path()).unwrap()).unwrap();
+    let view = s.read().unwrap();
+    let names = |p| {
+        view.children(p, None, None, 100).unwrap().entries.into_iter().map(|c| c.name).collect::<Vec<_>>()
+    };
+    assert_eq!(names("/"), ["a"]);
+    assert_eq!(names("/a"), ["c"]);
 }
 
 /// A checkpoint freezes the state at the moment it is taken, writes made without the WAL
