@@ -42,16 +42,40 @@ fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
     String::from_utf8(bytes.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// A stat-column cursor on the first key below `path/` that comes after the entry `after`
-/// (a name or a relative path, with all its versions); also returns the prefix.
-fn cursor_below<'a>(kv: &'a dyn KvRead, path: &str, after: Option<&str>) -> (Vec<u8>, Box<dyn Cursor + 'a>) {
+/// A cursor of the stat or live column on the first key below `path/` that comes after the
+/// entry `after` (a name or a relative path, with all its versions); also returns the prefix.
+fn cursor_below<'a>(
+    kv: &'a dyn KvRead,
+    cf: Cf,
+    path: &str,
+    after: Option<&str>,
+) -> (Vec<u8>, Box<dyn Cursor + 'a>) {
     let prefix = keys::descendant_prefix(path).into_bytes();
-    let mut c = kv.cursor(Cf::Stat);
+    let mut c = kv.cursor(cf);
     match after {
         Some(rel) => c.seek(&keys::with_byte(&[prefix.as_slice(), rel.as_bytes()].concat(), 1)),
         None => c.seek(&prefix),
     }
     (prefix, c)
+}
+
+/// A page of children being filled, within a count and a byte budget.
+#[derive(Default)]
+struct ChildPage {
+    out: Vec<Child>,
+    bytes: usize,
+}
+
+impl ChildPage {
+    /// Full at `limit` children or past the byte budget (never before one child).
+    fn full(&self, limit: usize) -> bool {
+        self.out.len() == limit || (self.bytes >= PAGE_BYTE_BUDGET && !self.out.is_empty())
+    }
+
+    fn push(&mut self, name: String, stat: Stat) {
+        self.bytes += name.len() + STAT_BYTES;
+        self.out.push(Child { name, stat });
+    }
 }
 
 /// Children of `path` at `at`, in name order, after the child named `after`.
@@ -65,8 +89,8 @@ pub(crate) fn children_at(
     after: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Child>, bool), StoreError> {
-    let (prefix, mut c) = cursor_below(kv, path, after);
-    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    let (prefix, mut c) = cursor_below(kv, Cf::Stat, path, after);
+    let mut page = ChildPage::default();
     while c.valid() {
         let key = c.key();
         if !key.starts_with(&prefix) {
@@ -96,18 +120,16 @@ pub(crate) fn children_at(
             continue;
         }
         if let Some(stat) = bincode::deserialize::<Option<Stat>>(c.value())? {
-            if out.len() == limit || (bytes >= PAGE_BYTE_BUDGET && !out.is_empty()) {
-                return Ok((out, true));
+            if page.full(limit) {
+                return Ok((page.out, true));
             }
-            let name = utf8(&rest[..i])?;
-            bytes += name.len() + STAT_BYTES;
-            out.push(Child { name, stat });
+            page.push(utf8(&rest[..i])?, stat);
         }
         let skip = keys::with_byte(child_path, 1);
         c.seek(&skip);
     }
     c.status()?;
-    Ok((out, false))
+    Ok((page.out, false))
 }
 
 /// Children of `path` at the newest revision `at`, as [`children_at`] finds them, but
@@ -120,13 +142,8 @@ pub(crate) fn live_children_at(
     after: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Child>, bool), StoreError> {
-    let prefix = keys::descendant_prefix(path).into_bytes();
-    let mut c = kv.cursor(Cf::Live);
-    match after {
-        Some(rel) => c.seek(&keys::with_byte(&[prefix.as_slice(), rel.as_bytes()].concat(), 1)),
-        None => c.seek(&prefix),
-    }
-    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    let (prefix, mut c) = cursor_below(kv, Cf::Live, path, after);
+    let mut page = ChildPage::default();
     while c.valid() {
         let key = c.key();
         if !key.starts_with(&prefix) {
@@ -142,16 +159,14 @@ pub(crate) fn live_children_at(
         let Some(stat) = stat_at(kv, &child, at)? else {
             return Err(StoreError::Corrupt(format!("{child} is in the live column but has no stat")));
         };
-        if out.len() == limit || (bytes >= PAGE_BYTE_BUDGET && !out.is_empty()) {
-            return Ok((out, true));
+        if page.full(limit) {
+            return Ok((page.out, true));
         }
-        let name = utf8(rest)?;
-        bytes += name.len() + STAT_BYTES;
-        out.push(Child { name, stat });
+        page.push(utf8(rest)?, stat);
         c.next();
     }
     c.status()?;
-    Ok((out, false))
+    Ok((page.out, false))
 }
 
 /// Every node below `path` (not `path` itself) at `at`, in path order, after the
@@ -165,7 +180,7 @@ pub(crate) fn subtree_at(
     budget: usize,
     with_values: bool,
 ) -> Result<(Vec<Node>, bool), StoreError> {
-    let (prefix, mut c) = cursor_below(kv, path, after);
+    let (prefix, mut c) = cursor_below(kv, Cf::Stat, path, after);
     let (mut out, mut bytes) = (Vec::new(), 0usize);
     while c.valid() {
         let key = c.key();
