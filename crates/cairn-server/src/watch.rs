@@ -585,9 +585,10 @@ async fn stream(hub: Arc<Hub>, mut sub: Subscription, opts: StreamOptions, out: 
 
 /// Follows a subscription from `*delivered`: history up to the point it registered at,
 /// then its live deliveries, with a progress bookmark every interval. `render` turns each
-/// revision's changes, only those in the subscription's scopes, into the events to send; revisions up to `quiet_through` (already
-/// seen by a resuming client) are rendered but not sent. Returns once the client is gone
-/// or the hub cut the subscription; `*delivered` is then the last revision covered.
+/// revision's changes, only those in the subscription's scopes, into the events to send;
+/// revisions up to `quiet_through` (already seen by a resuming client) are rendered but not
+/// sent. Returns once the client is gone or the hub cut the subscription; `*delivered` is
+/// then the last revision covered.
 pub(crate) async fn follow(
     hub: &Hub,
     sub: &mut Subscription,

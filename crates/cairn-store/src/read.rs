@@ -162,7 +162,7 @@ pub(crate) fn live_children_at(
         if page.full(limit) {
             return Ok((page.out, true));
         }
-        page.push(utf8(rest)?, stat);
+        page.push(child[prefix.len()..].to_owned(), stat);
         c.next();
     }
     c.status()?;
