@@ -102,8 +102,8 @@ pub async fn open_storage(data_dir: &Path, id: NodeId) -> Result<Storage, OpenEr
         return Err(OpenError::SharedDatabase(state_dir.display().to_string()));
     }
     let state = cairn_store::open_db(&state_dir)?;
-    let store = Arc::new(Store::open(state.clone())?);
-    let log = LogStore::new(log_store::open_log_db(&data_dir.join("log"))?, state);
+    let store = Arc::new(Store::open(state)?);
+    let log = LogStore::new(log_store::open_log_db(&data_dir.join("log"))?, store.clone());
     let snapshots = data_dir.join("snapshots");
     std::fs::create_dir_all(&snapshots).map_err(io(&snapshots))?;
     let state_machine = StateMachine::open(id, store.clone(), snapshots).await?;

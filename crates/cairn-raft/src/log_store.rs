@@ -143,8 +143,8 @@ impl Recent {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    /// The state machine's database, flushed before applied entries are purged.
-    state: Arc<DB>,
+    /// The state machine, persisted before applied entries are purged.
+    state: Arc<cairn_store::Store>,
     recent: Arc<Mutex<Recent>>,
     /// The newest committed log id openraft reported, not yet written: it rides along with
     /// the next append's batch instead of costing a write of its own per commit. Any
@@ -154,7 +154,7 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>, state: Arc<DB>) -> Self {
+    pub(crate) fn new(db: Arc<DB>, state: Arc<cairn_store::Store>) -> Self {
         LogStore { db, state, recent: Arc::default(), committed: Arc::default() }
     }
 
@@ -366,7 +366,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// first, or a crash could leave it behind a log that no longer holds what it lacks.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let state = self.state.clone();
-        tokio::task::spawn_blocking(move || cairn_store::persist(&state))
+        tokio::task::spawn_blocking(move || state.persist())
             .await
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;

@@ -4,13 +4,13 @@ use cairn_api::{
     parent_of, validate_path, ApiError, CompareTarget, ErrorCode, Expect, Node, Op, OpResult, Stat, Txn,
     TxnResult, MAX_LEASE_TTL_MS, MAX_VALUE_BYTES, MIN_LEASE_TTL_MS, PAGE_BYTE_BUDGET, SEQUENCE_DIGITS,
 };
-use rocksdb::WriteBatch;
+use std::sync::MutexGuard;
 
 use crate::keys::{self, meta};
 use crate::kv::{Cf, Cursor, KvRead, Layer, Merged, CF_COUNT};
 use crate::latest::Change;
 use crate::read::{children_at, node_at, stat_at, subtree_at, value_of};
-use crate::store::{read_u64, LiveView};
+use crate::store::{read_u64, LiveView, Pending, PENDING_BYTES};
 use crate::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request, Store, StoreError};
 
 /// Why an operation stopped: the user's mistake (answered, nothing written) or the disk's
@@ -36,10 +36,13 @@ impl From<StoreError> for Fail {
 const LATEST: u64 = u64::MAX;
 
 /// One apply: commands run against the committed state plus their own earlier writes; all
-/// writes, the new revision and the caller's applied marker reach RocksDB in one WriteBatch.
+/// writes, the new revision and the caller's applied marker join the store's pending writes
+/// together, and reach RocksDB together (see [`crate::store::PENDING_BYTES`]).
 pub struct Apply<'a> {
     store: &'a Store,
     base: LiveView<'a>,
+    /// Committed writes RocksDB lacks yet; held for the whole apply.
+    pending: MutexGuard<'a, Pending>,
     /// Writes of commands that succeeded in this apply.
     done: [Layer; CF_COUNT],
     /// Writes of the command running now, dropped if it fails.
@@ -59,22 +62,50 @@ impl KvRead for Apply<'_> {
                 return Ok(v.clone());
             }
         }
-        self.base.get(cf, key)
+        self.committed().get(cf, key)
     }
 
     fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
-        let done = Merged::new(self.base.cursor(cf), &self.done[cf as usize]);
+        let done = Merged::new(self.committed().into_cursor(cf), &self.done[cf as usize]);
         Box::new(Merged::new(Box::new(done), &self.staged[cf as usize]))
+    }
+}
+
+/// The state earlier applies committed: RocksDB with the pending writes on top.
+#[derive(Clone, Copy)]
+struct Committed<'b> {
+    base: &'b LiveView<'b>,
+    pending: &'b Pending,
+}
+
+impl<'b> Committed<'b> {
+    fn into_cursor(self, cf: Cf) -> Box<dyn Cursor + 'b> {
+        Box::new(Merged::new(self.base.cursor(cf), &self.pending.layers[cf as usize]))
+    }
+}
+
+impl KvRead for Committed<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.layers[cf as usize].get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(cf, key),
+        }
+    }
+
+    fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
+        (*self).into_cursor(cf)
     }
 }
 
 impl<'a> Apply<'a> {
     pub(crate) fn new(store: &'a Store) -> Result<Self, StoreError> {
         let base = store.live();
-        let time_ms = read_u64(base.get(Cf::Meta, meta::SM_TIME)?)?;
+        let pending = store.pending()?;
+        let time_ms = read_u64(Committed { base: &base, pending: &pending }.get(Cf::Meta, meta::SM_TIME)?)?;
         Ok(Apply {
             store,
             base,
+            pending,
             done: Default::default(),
             staged: Default::default(),
             events: Vec::new(),
@@ -111,6 +142,10 @@ impl<'a> Apply<'a> {
         }
     }
 
+    fn committed(&self) -> Committed<'_> {
+        Committed { base: &self.base, pending: &self.pending }
+    }
+
     /// The revision after everything applied so far.
     pub fn revision(&self) -> u64 {
         self.revision
@@ -129,32 +164,31 @@ impl<'a> Apply<'a> {
         self.done[Cf::Meta as usize].insert(meta::APPLIED.to_vec(), Some(record));
     }
 
-    /// Writes everything in one batch. Durability comes from the Raft log, so neither an
-    /// fsync nor the WAL (see [`crate::store::unlogged`]).
+    /// Adds this apply's writes to the store's pending writes, and hands those to RocksDB
+    /// once there are enough. Durability comes from the Raft log, so neither an fsync nor
+    /// the WAL (see [`crate::store::unlogged`]).
     pub fn commit(mut self) -> Result<(), StoreError> {
         let m = &mut self.done[Cf::Meta as usize];
         m.insert(meta::REVISION.to_vec(), Some(self.revision.to_be_bytes().to_vec()));
         m.insert(meta::COMPACT_REVISION.to_vec(), Some(self.compact_revision.to_be_bytes().to_vec()));
         m.insert(meta::SM_TIME.to_vec(), Some(self.time_ms.to_be_bytes().to_vec()));
         let changes = self.changes()?;
-        let mut batch = WriteBatch::default();
-        for cf in crate::kv::ALL_CFS {
-            let handle = self.store.cf(cf)?;
-            for (k, v) in std::mem::take(&mut self.done[cf as usize]) {
-                match v {
-                    Some(v) => batch.put_cf(handle, k, v),
-                    None => batch.delete_cf(handle, k),
-                }
+        let pending = &mut *self.pending;
+        for (done, layer) in self.done.iter_mut().zip(pending.layers.iter_mut()) {
+            for (k, v) in std::mem::take(done) {
+                pending.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
+                layer.insert(k, v);
             }
         }
         // Written before the cache is locked, so that readers of the cache never wait for
         // the disk; until the cache takes the changes it shows the state before them, whole.
-        let written = self.store.db().write_opt(batch, &crate::store::unlogged());
-        let mut latest = self.store.latest();
-        if let Err(e) = written {
-            latest.clear();
-            return Err(e.into());
+        if pending.bytes >= PENDING_BYTES {
+            if let Err(e) = self.store.hand_over(pending) {
+                self.store.latest().clear();
+                return Err(e);
+            }
         }
+        let mut latest = self.store.latest();
         latest.commit(changes);
         // Under the cache's lock, so that a read of the cache sees the revision it is at.
         self.store.set_counters(self.revision, self.compact_revision);
@@ -225,7 +259,7 @@ impl<'a> Apply<'a> {
         if let Some(stat) = self.store.latest().stat(path) {
             return Ok(Some(stat));
         }
-        let stat = stat_at(&self.base, path, LATEST)?;
+        let stat = stat_at(&self.committed(), path, LATEST)?;
         if let Some(stat) = &stat {
             self.store.latest().remember(path, stat);
         }
@@ -243,7 +277,7 @@ impl<'a> Apply<'a> {
         if let Some(value) = self.store.latest().value(path, stat.mod_revision) {
             return Ok(value);
         }
-        let value = value_of(&self.base, path, stat)?;
+        let value = value_of(&self.committed(), path, stat)?;
         self.store.latest().remember_value(path, stat.mod_revision, &value);
         Ok(value)
     }

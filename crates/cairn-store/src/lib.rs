@@ -20,4 +20,4 @@ pub use apply::Apply;
 pub use command::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request};
 pub use read::ReadView;
 pub use snapshot::write_checkpoint_image;
-pub use store::{open_db, persist, Store, StoreError, COLUMN_FAMILIES};
+pub use store::{open_db, Store, StoreError, COLUMN_FAMILIES};

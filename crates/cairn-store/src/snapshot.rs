@@ -42,6 +42,7 @@ fn truncated(e: std::io::Error) -> StoreError {
 impl Store {
     /// Writes an image of the current state; returns the applied record it holds.
     pub fn write_snapshot(&self, out: &mut impl Write) -> Result<Option<Vec<u8>>, StoreError> {
+        self.hand_over_pending()?;
         write_image(self.db(), out)
     }
 
@@ -50,6 +51,8 @@ impl Store {
     /// whatever the size of the state and history. [`write_checkpoint_image`] turns it
     /// into an image when one is needed. Returns the applied record it holds.
     pub fn checkpoint(&self, dir: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        // RocksDB holds the state after some apply, the last one handed over or a later one.
+        self.hand_over_pending()?;
         rocksdb::checkpoint::Checkpoint::new(self.db())?.create_checkpoint(dir)?;
         let frozen = open_checkpoint(dir)?;
         Ok(frozen.get_cf(cf_handle(&frozen, Cf::Meta)?, meta::APPLIED)?)
@@ -105,6 +108,10 @@ impl Store {
         if &magic != MAGIC {
             return Err(StoreError::Corrupt("not a Cairn state-machine snapshot".into()));
         }
+        // The state is replaced: pending writes of the old one must never reach the new one,
+        // so hold them (and readers, who would hand them over) until the load is done.
+        let mut pending = self.pending()?;
+        *pending = Default::default();
         let mut batch = WriteBatch::default();
         for cf in ALL {
             batch.delete_range_cf(self.cf(cf)?, &[][..], &KEY_CEILING[..]);
@@ -140,6 +147,7 @@ impl Store {
         self.db().write_opt(batch, &sync)?;
         self.reload()?;
         self.check_layout()?;
+        drop(pending);
         Ok(applied)
     }
 }

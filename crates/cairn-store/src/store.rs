@@ -5,7 +5,7 @@ use cairn_api::{ApiError, Node, Stat};
 use rocksdb::{ColumnFamily, SnapshotWithThreadMode, WriteBatch, DB};
 
 use crate::keys::{self, meta};
-use crate::kv::{Cf, Cursor, DbCursor, KvRead, ALL_CFS, CF_COUNT};
+use crate::kv::{Cf, Cursor, DbCursor, KvRead, Layer, ALL_CFS, CF_COUNT};
 use crate::latest::LatestCache;
 use crate::{Apply, ReadView};
 
@@ -29,6 +29,8 @@ pub enum StoreError {
          Cairn that wrote it"
     )]
     Layout { found: u64, ours: u64 },
+    #[error("an apply panicked part way, so the state in memory is unsure: restart this member (it applies its log again)")]
+    Interrupted,
 }
 
 impl From<bincode::Error> for StoreError {
@@ -43,14 +45,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The state machine. Reads may run concurrently with one apply at a time.
+/// The state machine. One apply at a time; reads of the newest state in memory run beside
+/// it, and read views wait for it (see [`Store::read`]).
 pub struct Store {
     db: Arc<DB>,
     revision: AtomicU64,
     compact_revision: AtomicU64,
     /// Newest committed stats and values, for apply only.
     latest: Mutex<LatestCache>,
+    /// Applied writes not yet in RocksDB. An apply holds it from start to commit.
+    pending: Mutex<Pending>,
 }
+
+/// Writes of committed applies that RocksDB has not been given yet (see [`PENDING_BYTES`]).
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) layers: [Layer; CF_COUNT],
+    /// Keys and values added since the last hand-over; an estimate (overwrites count twice).
+    pub(crate) bytes: usize,
+}
+
+/// Applies reach RocksDB in batches of about this many bytes, not one by one. Every put
+/// writes a stat version under its path, which lands at a random place in the stat column's
+/// memtable: a skiplist search missing the cache at every level, the largest single cost of
+/// a put on followers (10-12% of their CPU at 256 clients). Handed over sorted and by the
+/// thousand, each key goes in right after the one before it. RocksDB only ever holds the
+/// state after some apply, marker included, so a crash loses nothing the log cannot replay.
+pub(crate) const PENDING_BYTES: usize = 1 << 20;
 
 pub(crate) fn read_u64(bytes: Option<Vec<u8>>) -> Result<u64, StoreError> {
     match bytes {
@@ -74,6 +95,7 @@ impl Store {
             revision: AtomicU64::new(0),
             compact_revision: AtomicU64::new(0),
             latest: Mutex::default(),
+            pending: Mutex::default(),
         };
         store.reload()?;
         store.check_layout()?;
@@ -128,7 +150,7 @@ impl Store {
         batch.put_cf(self.cf(Cf::Meta)?, meta::LAYOUT, keys::LAYOUT.to_be_bytes());
         self.db.write_opt(batch, &unlogged())?;
         // Unlogged like applies: flushed now, so the layout mark never outlives the column.
-        persist(&self.db)
+        flush_columns(&self.db)
     }
 
     /// The root always exists; it is written at revision 0 on every member alike.
@@ -206,6 +228,9 @@ impl Store {
 
     /// The Raft layer's opaque last-applied record, as of the last commit.
     pub fn applied(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(record) = self.pending()?.layers[Cf::Meta as usize].get(meta::APPLIED) {
+            return Ok(record.clone());
+        }
         self.live().get(Cf::Meta, meta::APPLIED)
     }
 
@@ -214,9 +239,56 @@ impl Store {
         Ok(self.live().get(Cf::Meta, meta::INSTALLING)?.is_some())
     }
 
-    /// A consistent read view of the current state.
+    /// A consistent read view of the current state. Hands pending writes to RocksDB first,
+    /// so it waits for an apply in progress.
     pub fn read(&self) -> Result<ReadView<'_>, StoreError> {
-        ReadView::new(SnapView { store: self, snap: self.db.snapshot() })
+        let snap = {
+            let mut pending = self.pending()?;
+            self.hand_over(&mut pending)?;
+            self.db.snapshot()
+        };
+        ReadView::new(SnapView { store: self, snap })
+    }
+
+    /// The writes of committed applies that RocksDB lacks; an apply holds them until it
+    /// commits.
+    pub(crate) fn pending(&self) -> Result<MutexGuard<'_, Pending>, StoreError> {
+        // A panic mid-commit may have left half an apply in it: nothing may use it any more.
+        self.pending.lock().map_err(|_| StoreError::Interrupted)
+    }
+
+    /// Writes every pending write to RocksDB in one batch, column by column in key order.
+    pub(crate) fn hand_over(&self, pending: &mut Pending) -> Result<(), StoreError> {
+        if pending.layers.iter().all(Layer::is_empty) {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for cf in ALL_CFS {
+            let handle = self.cf(cf)?;
+            for (k, v) in &pending.layers[cf as usize] {
+                match v {
+                    Some(v) => batch.put_cf(handle, k, v),
+                    None => batch.delete_cf(handle, k),
+                }
+            }
+        }
+        self.db.write_opt(batch, &unlogged())?;
+        pending.layers.iter_mut().for_each(Layer::clear);
+        pending.bytes = 0;
+        Ok(())
+    }
+
+    /// Hands the pending writes to RocksDB once no apply is in progress.
+    pub(crate) fn hand_over_pending(&self) -> Result<(), StoreError> {
+        self.hand_over(&mut *self.pending()?)
+    }
+
+    /// Writes the pending writes to RocksDB and flushes every column, together, and waits:
+    /// afterwards no log entry applied so far is needed again. Call it before purging
+    /// applied log entries.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.hand_over_pending()?;
+        flush_columns(&self.db)
     }
 
     /// Starts applying log entries; nothing is visible until [`Apply::commit`].
@@ -237,6 +309,7 @@ impl Store {
         if compact == 0 {
             return Ok(0);
         }
+        self.hand_over_pending()?;
         let mut removed = 0u64;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(Cf::Events)?, keys::event_key(0), keys::event_key(compact));
@@ -290,6 +363,19 @@ impl Store {
         it.status()?;
         self.db.write_opt(batch, &unlogged())?;
         Ok(removed)
+    }
+}
+
+/// A store closed in order hands its pending writes to RocksDB, which flushes them as it
+/// closes: the next start need not apply them again. (After a crash they are applied again
+/// from the log.)
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            if let Err(e) = self.hand_over(&mut pending) {
+                tracing::warn!("could not write the last applies at close (the log replays them): {e}");
+            }
+        }
     }
 }
 
@@ -347,17 +433,16 @@ pub(crate) fn cf_handle(db: &DB, cf: Cf) -> Result<&ColumnFamily, StoreError> {
 /// past the last applied marker, and the WAL would otherwise hold every value twice (once
 /// in the log entry, once in the data column), doubling what each log fsync writes. With
 /// `atomic_flush` every column reaches disk at the same point, so what survives a crash is
-/// always some prefix of the applies, marker included; [`persist`] makes the prefix whole
-/// before the log it came from is purged.
+/// always some prefix of the applies, marker included; [`Store::persist`] makes the prefix
+/// whole before the log it came from is purged.
 pub(crate) fn unlogged() -> rocksdb::WriteOptions {
     let mut opts = rocksdb::WriteOptions::default();
     opts.disable_wal(true);
     opts
 }
 
-/// Flushes the state machine's columns to disk, together, and waits: afterwards no log
-/// entry it has applied is needed again. Call it before purging applied log entries.
-pub fn persist(db: &DB) -> Result<(), StoreError> {
+/// Flushes the state machine's columns to disk, together, and waits.
+fn flush_columns(db: &DB) -> Result<(), StoreError> {
     let cfs = ALL_CFS.iter().map(|&cf| cf_handle(db, cf)).collect::<Result<Vec<_>, _>>()?;
     let mut opts = rocksdb::FlushOptions::default();
     opts.set_wait(true);
@@ -394,4 +479,70 @@ pub fn open_db(path: &std::path::Path) -> Result<Arc<DB>, StoreError> {
     });
     let db = DB::open_cf_descriptors(&opts, path, cfs)?;
     Ok(Arc::new(db))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{Command, Request};
+    use cairn_api::{ErrorCode, Op};
+
+    fn put(store: &Store, path: &str, value: &str) {
+        let op =
+            Op::Put { path: path.into(), value: value.into(), lease: None, parents: false, expect: None };
+        let mut apply = store.begin_apply().unwrap();
+        apply.apply_request(&Request::new(1_000, vec![Command::Op(op)])).unwrap().pop().unwrap().unwrap();
+        apply.set_applied(b"marker".to_vec());
+        apply.commit().unwrap();
+    }
+
+    fn on_disk(store: &Store) -> u64 {
+        read_u64(store.live().get(Cf::Meta, meta::REVISION).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn applies_reach_rocksdb_whole_and_a_crash_loses_only_pending_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(open_db(dir.path()).unwrap()).unwrap();
+            put(&store, "/a", "1");
+            assert_eq!((store.revision(), on_disk(&store)), (1, 0), "small applies wait in memory");
+            assert_eq!(store.applied().unwrap().as_deref(), Some(&b"marker"[..]));
+            assert_eq!(store.read().unwrap().revision(), 1, "a read view hands them over first");
+            assert_eq!(on_disk(&store), 1);
+            put(&store, "/b", "2");
+            put(&store, "/a", "3");
+            assert_eq!(on_disk(&store), 1);
+            // A crash: what was pending is gone, RocksDB keeps the state after revision 1.
+            *store.pending().unwrap() = Pending::default();
+        }
+        let store = Store::open(open_db(dir.path()).unwrap()).unwrap();
+        assert_eq!(store.revision(), 1);
+        let view = store.read().unwrap();
+        assert_eq!(view.get("/a", None).unwrap().value, b"1");
+        assert_eq!(view.get("/b", None).unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn big_applies_are_handed_over_at_commit_and_the_rest_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let value = "v".repeat(PENDING_BYTES / 4);
+        {
+            let store = Store::open(open_db(dir.path()).unwrap()).unwrap();
+            for i in 0..4 {
+                put(&store, &format!("/k{i}"), &value);
+            }
+            assert_eq!(on_disk(&store), 4, "the fourth value fills the pending writes");
+            put(&store, "/last", "x");
+            assert_eq!(on_disk(&store), 4);
+            store.persist().unwrap();
+            assert_eq!(on_disk(&store), 5);
+            put(&store, "/after", "y");
+        }
+        // Closed in order: the last apply was handed over at close.
+        let store = Store::open(open_db(dir.path()).unwrap()).unwrap();
+        assert_eq!(store.revision(), 6);
+        assert_eq!(store.read().unwrap().get("/after", None).unwrap().value, b"y");
+    }
 }

@@ -262,7 +262,7 @@ fn lookups_and_listings_agree_across_flushed_files() {
             for path in paths.iter() {
                 run(&s, put(path, &format!("{path}@{round}"))).unwrap();
             }
-            cairn_store::persist(&db).unwrap();
+            s.persist().unwrap();
         }
     }
     // Reopened, so nothing is answered from the newest state kept in memory.
