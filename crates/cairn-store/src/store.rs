@@ -71,6 +71,8 @@ pub(crate) struct Pending {
 /// a put on followers (10-12% of their CPU at 256 clients). Handed over sorted and by the
 /// thousand, each key goes in right after the one before it. RocksDB only ever holds the
 /// state after some apply, marker included, so a crash loses nothing the log cannot replay.
+/// 1 MiB (about 1,700 puts) measured best: 256 KiB gave 0.91x and 4 MiB 0.93x the puts at
+/// 256 clients (four alternating pairs each).
 pub(crate) const PENDING_BYTES: usize = 1 << 20;
 
 pub(crate) fn read_u64(bytes: Option<Vec<u8>>) -> Result<u64, StoreError> {
