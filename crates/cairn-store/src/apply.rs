@@ -10,7 +10,7 @@ use crate::keys::{self, meta};
 use crate::kv::{Cf, Cursor, KvRead, Layer, Merged, CF_COUNT};
 use crate::latest::Change;
 use crate::read::{children_at, node_at, stat_at, subtree_at, value_of};
-use crate::store::{read_u64, LiveView, Pending, PENDING_BYTES};
+use crate::store::{read_u64, Committed, LiveView, Pending, PENDING_BYTES};
 use crate::{Applied, Command, CommandResult, Event, EventKind, Lease, Output, Request, Store, StoreError};
 
 /// Why an operation stopped: the user's mistake (answered, nothing written) or the disk's
@@ -71,37 +71,11 @@ impl KvRead for Apply<'_> {
     }
 }
 
-/// The state earlier applies committed: RocksDB with the pending writes on top.
-#[derive(Clone, Copy)]
-struct Committed<'b> {
-    base: &'b LiveView<'b>,
-    pending: &'b Pending,
-}
-
-impl<'b> Committed<'b> {
-    fn into_cursor(self, cf: Cf) -> Box<dyn Cursor + 'b> {
-        Box::new(Merged::new(self.base.cursor(cf), &self.pending.layers[cf as usize]))
-    }
-}
-
-impl KvRead for Committed<'_> {
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.pending.layers[cf as usize].get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.base.get(cf, key),
-        }
-    }
-
-    fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
-        (*self).into_cursor(cf)
-    }
-}
-
 impl<'a> Apply<'a> {
     pub(crate) fn new(store: &'a Store) -> Result<Self, StoreError> {
         let base = store.live();
         let pending = store.pending()?;
-        let time_ms = read_u64(Committed { base: &base, pending: &pending }.get(Cf::Meta, meta::SM_TIME)?)?;
+        let time_ms = read_u64(Committed::new(&base, &pending).get(Cf::Meta, meta::SM_TIME)?)?;
         Ok(Apply {
             store,
             base,
@@ -143,7 +117,7 @@ impl<'a> Apply<'a> {
     }
 
     fn committed(&self) -> Committed<'_> {
-        Committed { base: &self.base, pending: &self.pending }
+        Committed::new(&self.base, &self.pending)
     }
 
     /// The revision after everything applied so far.

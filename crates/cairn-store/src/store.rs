@@ -5,7 +5,7 @@ use cairn_api::{ApiError, Node, Stat};
 use rocksdb::{ColumnFamily, SnapshotWithThreadMode, WriteBatch, DB};
 
 use crate::keys::{self, meta};
-use crate::kv::{Cf, Cursor, DbCursor, KvRead, Layer, ALL_CFS, CF_COUNT};
+use crate::kv::{Cf, Cursor, DbCursor, KvRead, Layer, Merged, ALL_CFS, CF_COUNT};
 use crate::latest::LatestCache;
 use crate::{Apply, ReadView};
 
@@ -230,10 +230,7 @@ impl Store {
 
     /// The Raft layer's opaque last-applied record, as of the last commit.
     pub fn applied(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(record) = self.pending()?.layers[Cf::Meta as usize].get(meta::APPLIED) {
-            return Ok(record.clone());
-        }
-        self.live().get(Cf::Meta, meta::APPLIED)
+        Committed::new(&self.live(), &*self.pending()?).get(Cf::Meta, meta::APPLIED)
     }
 
     /// True when a snapshot install was interrupted: the caller must install one again.
@@ -378,6 +375,38 @@ impl Drop for Store {
                 tracing::warn!("could not write the last applies at close (the log replays them): {e}");
             }
         }
+    }
+}
+
+/// The state earlier applies committed: RocksDB with the pending writes on top (what apply
+/// reads beneath its own writes, and where the newest applied marker is).
+#[derive(Clone, Copy)]
+pub(crate) struct Committed<'b> {
+    base: &'b LiveView<'b>,
+    pending: &'b Pending,
+}
+
+impl<'b> Committed<'b> {
+    pub(crate) fn new(base: &'b LiveView<'b>, pending: &'b Pending) -> Self {
+        Committed { base, pending }
+    }
+
+    /// A cursor that outlives this view (it borrows what the view borrows).
+    pub(crate) fn into_cursor(self, cf: Cf) -> Box<dyn Cursor + 'b> {
+        Box::new(Merged::new(self.base.cursor(cf), &self.pending.layers[cf as usize]))
+    }
+}
+
+impl KvRead for Committed<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.layers[cf as usize].get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(cf, key),
+        }
+    }
+
+    fn cursor(&self, cf: Cf) -> Box<dyn Cursor + '_> {
+        (*self).into_cursor(cf)
     }
 }
 
