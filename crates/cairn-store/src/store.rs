@@ -370,7 +370,8 @@ impl Store {
 /// from the log.)
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Ok(mut pending) = self.pending.lock() {
+        // Skipped when an apply panicked part way (see [`Store::pending`]).
+        if let Ok(mut pending) = self.pending() {
             if let Err(e) = self.hand_over(&mut pending) {
                 tracing::warn!("could not write the last applies at close (the log replays them): {e}");
             }
