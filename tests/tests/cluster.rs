@@ -451,6 +451,37 @@ fn without_a_quorum_writes_and_linearizable_reads_are_503_but_serializable_reads
     c.put(survivor, "/v1/nodes/k", "back").ok_json(200, sid);
 }
 
+/// Followers that answer late are slow, not gone. Both followers freeze for 200 ms, longer
+/// than the 100 ms an append may take, so the leader's appends to both time out; the first
+/// write after they thaw must commit at once. Were the late answers reported to openraft as
+/// an unreachable member, it would send that member nothing for 500 ms, heartbeats included:
+/// every such write waited 400-500 ms, and the followers' election timers ran meanwhile.
+#[test]
+fn followers_that_answered_late_get_the_next_write_at_once() {
+    let mut c = Cluster::start(3);
+    let l = c.leader();
+    let id = c.id(l);
+    c.put(l, "/v1/nodes/warm", "x").ok_json(201, id);
+    let fs = followers(&mut c, l);
+    let mut waits = Vec::new();
+    for round in 0..5 {
+        for &f in &fs {
+            c.pause(f);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        for &f in &fs {
+            c.resume(f);
+        }
+        let t = Instant::now();
+        c.put(l, &format!("/v1/nodes/after-{round}"), "x").ok_json(201, id);
+        waits.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    waits.sort();
+    // The median of five: a write or two slowed by the machine do not decide.
+    assert!(waits[2] < Duration::from_millis(300), "writes after the followers thawed took {waits:?}");
+}
+
 /// A CAS counter incremented concurrently through every member: no lost update, no
 /// version granted twice, and no member's linearizable read ever goes back in time.
 #[test]

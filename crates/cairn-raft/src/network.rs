@@ -173,9 +173,13 @@ impl PeerClient {
         };
         let (status, bytes) = match sent {
             Ok(answer) => answer,
-            Err(e @ (PostError::Connect(_) | PostError::Timeout(_))) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&e)))
-            }
+            Err(e @ PostError::Connect(_)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            // A late answer is a slow member, not a gone one. openraft sends an unreachable
+            // member nothing for 500 ms, heartbeats included, and an append may take only the
+            // heartbeat interval (100 ms): one slow sync or busy moment on a follower held back
+            // every commit that needed it, and on both followers at once stopped writes for
+            // half a second. As a network error openraft tries again at its next heartbeat or
+            // entry.
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
         if status != StatusCode::OK {
