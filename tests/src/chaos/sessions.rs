@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use serde::Serialize;
@@ -246,8 +246,8 @@ fn lock_worker(
         // any fault lasts: 5 s of tries had ended inside a 4.8 s outage of every member
         // (plus their restart and election), and the next acquire got the same token back.
         let (mut release_invoke, mut release_outcome) = (None, None);
-        let give_up = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < give_up && ctx.running() {
+        let give_up = ctx.clock.now() + 20_000 * 1_000_000;
+        while ctx.clock.now() < give_up && ctx.running() {
             let invoke = ctx.clock.now();
             match call(http, ctx.member_for(&mut rng), "DELETE", &format!("/v1/locks/chaos/{key}"), None) {
                 Answer::Status(200 | 404, _) => {
