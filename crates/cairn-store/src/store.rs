@@ -517,8 +517,9 @@ pub fn open_db(path: &std::path::Path) -> Result<Arc<DB>, StoreError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::Output;
     use crate::{Command, Request};
-    use cairn_api::{ErrorCode, Op};
+    use cairn_api::{ErrorCode, Op, OpResult, Txn};
 
     fn put(store: &Store, path: &str, value: &str) {
         let op =
@@ -554,6 +555,56 @@ mod tests {
         let view = store.read().unwrap();
         assert_eq!(view.get("/a", None).unwrap().value, b"1");
         assert_eq!(view.get("/b", None).unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn writes_of_a_failed_command_or_an_uncommitted_apply_leave_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(open_db(dir.path()).unwrap()).unwrap();
+        put(&store, "/a", "1");
+        let before: Vec<Layer> = store.pending().unwrap().layers.to_vec();
+        let put_op = |path: &str, value: &str| Op::Put {
+            path: path.into(),
+            value: value.into(),
+            lease: None,
+            parents: false,
+            expect: None,
+        };
+        {
+            let mut apply = store.begin_apply().unwrap();
+            // The transaction writes /b, then fails on /b/c/d (no parent /b/c).
+            let txn = Txn {
+                compare: vec![],
+                success: vec![put_op("/b", "x"), put_op("/b/c/d", "y")],
+                failure: vec![],
+            };
+            let results = apply
+                .apply_request(&Request::new(
+                    2_000,
+                    vec![
+                        Command::Op(put_op("/a", "2")),
+                        Command::Txn(txn),
+                        Command::Op(Op::Get { path: "/b".into() }),
+                    ],
+                ))
+                .unwrap();
+            assert!(results[0].is_ok());
+            assert_eq!(results[1].as_ref().unwrap_err().code, ErrorCode::NotFound);
+            let got = results[2].as_ref().unwrap();
+            assert!(
+                matches!(got.output, Output::Op(OpResult::Got { node: None })),
+                "the failed command's write is gone: {got:?}"
+            );
+            // Overwrites the marker the first put left pending.
+            apply.set_applied(b"other".to_vec());
+            // Dropped without a commit, as when a later entry fails on the disk.
+        }
+        assert_eq!(store.pending().unwrap().layers.to_vec(), before, "the pending writes are as they were");
+        assert_eq!(store.revision(), 1);
+        let view = store.read().unwrap();
+        assert_eq!(view.get("/a", None).unwrap().value, b"1");
+        assert_eq!(view.get("/b", None).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(store.applied().unwrap().as_deref(), Some(&b"marker"[..]));
     }
 
     #[test]
