@@ -517,8 +517,7 @@ pub fn open_db(path: &std::path::Path) -> Result<Arc<DB>, StoreError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::Output;
-    use crate::{Command, Request};
+    use crate::{Command, Output, Request};
     use cairn_api::{ErrorCode, Op, OpResult, Txn};
 
     fn put(store: &Store, path: &str, value: &str) {
