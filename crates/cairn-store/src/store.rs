@@ -61,7 +61,8 @@ pub struct Store {
 #[derive(Default)]
 pub(crate) struct Pending {
     pub(crate) layers: [Layer; CF_COUNT],
-    /// Keys and values added since the last hand-over; an estimate (overwrites count twice).
+    /// Keys and values added since the last hand-over; an estimate (overwrites count twice,
+    /// and so do writes an apply took back).
     pub(crate) bytes: usize,
 }
 
