@@ -534,6 +534,47 @@ fn compare_and_set_through_every_member_is_atomic() {
     }
 }
 
+/// Writes a follower forwards together, every other one bound to fail, each get their own
+/// answer. The leader is paused while they are sent, so they queue up at the follower and
+/// travel in forwarded batches, each of which the leader proposes as one log entry.
+#[test]
+fn writes_forwarded_together_each_get_their_own_answer() {
+    let mut c = Cluster::start(3);
+    let l = c.leader();
+    let f = followers(&mut c, l)[0];
+    const WRITES: usize = 24;
+    for n in (0..WRITES).step_by(2) {
+        c.put(l, &format!("/v1/nodes/fwd/n{n}?parents"), "old").ok_json(201, c.id(l));
+    }
+    c.pause(l);
+    let writers: Vec<_> = (0..WRITES)
+        .map(|n| {
+            let (http, url) = (c.http().clone(), c.url(f, &format!("/v1/nodes/fwd/n{n}")));
+            std::thread::spawn(move || {
+                let r = http.post(url).body(format!("new{n}")).send().unwrap();
+                (n, r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    c.resume(l);
+    for w in writers {
+        let (n, status, body) = w.join().unwrap();
+        if n % 2 == 0 {
+            assert_eq!((status, &body["code"]), (409, &json!("already_exists")), "create of n{n}: {body}");
+        } else {
+            assert_eq!(status, 201, "create of n{n}: {body}");
+            assert_eq!(body["node"]["path"], format!("/fwd/n{n}"), "{body}");
+            assert_eq!(body["node"]["value"], format!("new{n}"), "{body}");
+        }
+    }
+    for n in 0..WRITES {
+        let want = if n % 2 == 0 { "old".to_owned() } else { format!("new{n}") };
+        let v = c.get(f, &format!("/v1/nodes/fwd/n{n}")).ok_json(200, c.id(f));
+        assert_eq!(v["node"]["value"], want, "n{n}");
+    }
+}
+
 #[test]
 fn cluster_status_shows_every_members_progress_from_any_member() {
     let mut c = Cluster::start(3);

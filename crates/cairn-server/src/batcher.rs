@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::lease::LeaseKeeper;
 use crate::metrics::Metrics;
 
-/// Most commands in one log entry.
+/// Commands in one log entry: no more are drained once it holds this many. A batch a
+/// follower forwarded is never split, so an entry can pass it by one such batch.
 const MAX_BATCH: usize = 1024;
-/// Most value bytes in one log entry (keeps replication messages small).
+/// Value bytes in one log entry, bounded the same way (keeps replication messages small).
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Proposals in flight at once; the next batch forms while they commit. One: the next
 /// entry then carries everything that arrived during a whole commit, and each entry costs
@@ -61,9 +62,18 @@ impl WriteError {
     }
 }
 
+/// Commands that go into the same log entry, answered together: one write, or a batch a
+/// follower forwarded. A forwarded batch handed over command by command could be split
+/// between two entries when the batcher woke halfway through, and then it waited for both.
 struct Pending {
-    command: Command,
-    reply: oneshot::Sender<Result<Applied, WriteError>>,
+    commands: Vec<Command>,
+    reply: oneshot::Sender<Vec<Result<Applied, WriteError>>>,
+}
+
+impl Pending {
+    fn value_len(&self) -> usize {
+        self.commands.iter().map(Command::value_len).sum()
+    }
 }
 
 #[derive(Clone)]
@@ -88,8 +98,20 @@ impl Batcher {
 
     /// Proposes one command on this member, which must lead.
     pub async fn propose(&self, command: Command) -> Result<Applied, WriteError> {
+        let mut answers = self.propose_all(vec![command]).await?;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(WriteError::Api(ApiError::internal("write answered out of step"))))
+    }
+
+    /// Proposes `commands` on this member, which must lead, in one log entry (with others
+    /// waiting): an answer for each, in order.
+    pub async fn propose_all(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Applied, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Pending { command, reply }).map_err(|e| match e {
+        self.tx.try_send(Pending { commands, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WriteError::Api(ApiError {
                 limit: Some(self.capacity as u64),
                 ..ApiError::new(
@@ -99,15 +121,21 @@ impl Batcher {
             }),
             mpsc::error::TrySendError::Closed(_) => WriteError::Api(ApiError::unavailable("shutting down")),
         })?;
-        rx.await.map_err(|_| WriteError::Api(ApiError::unavailable("shutting down")))?
+        rx.await.map_err(|_| WriteError::Api(ApiError::unavailable("shutting down")))
     }
 }
 
-fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, bytes: &mut usize) {
-    while batch.len() < MAX_BATCH && *bytes < MAX_BATCH_BYTES {
+fn drain(
+    rx: &mut mpsc::Receiver<Pending>,
+    batch: &mut Vec<Pending>,
+    commands: &mut usize,
+    bytes: &mut usize,
+) {
+    while *commands < MAX_BATCH && *bytes < MAX_BATCH_BYTES {
         match rx.try_recv() {
             Ok(p) => {
-                *bytes += p.command.value_len();
+                *bytes += p.value_len();
+                *commands += p.commands.len();
                 batch.push(p);
             }
             Err(_) => break,
@@ -118,14 +146,14 @@ fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, bytes: &mut
 async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, metrics: Arc<Metrics>, leases: Arc<LeaseKeeper>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.command.value_len();
+        let (mut commands, mut bytes) = (first.commands.len(), first.value_len());
         let mut batch = vec![first];
-        drain(&mut rx, &mut batch, &mut bytes);
+        drain(&mut rx, &mut batch, &mut commands, &mut bytes);
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         // Whatever arrived while waiting for a slot joins this batch.
-        drain(&mut rx, &mut batch, &mut bytes);
+        drain(&mut rx, &mut batch, &mut commands, &mut bytes);
         metrics.write_batches.inc();
-        metrics.batch_size.observe(batch.len() as f64);
+        metrics.batch_size.observe(commands as f64);
         let raft = raft.clone();
         let leases = leases.clone();
         tokio::spawn(async move {
@@ -140,28 +168,23 @@ fn now_ms() -> u64 {
 }
 
 async fn commit(raft: &Raft, batch: Vec<Pending>, leases: &LeaseKeeper) {
-    let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-    let count = commands.len();
-    let result = raft.client_write(Request::new(now_ms(), commands)).await;
-    match result {
+    let count = batch.iter().map(|p| p.commands.len()).sum();
+    let mut commands = Vec::with_capacity(count);
+    let mut replies = Vec::with_capacity(batch.len());
+    for p in batch {
+        replies.push((p.commands.len(), p.reply));
+        commands.extend(p.commands);
+    }
+    let results: Vec<Result<Applied, WriteError>> = match raft
+        .client_write(Request::new(now_ms(), commands))
+        .await
+    {
         Ok(resp) if resp.data.0.len() == count => {
-            for (reply, result) in replies.into_iter().zip(resp.data.0) {
-                // The leader starts and stops countdowns for the leases it grants and revokes.
-                match &result {
-                    Ok(Applied { output: Output::LeaseGranted { id, ttl_ms }, .. }) => {
-                        leases.granted(*id, *ttl_ms)
-                    }
-                    Ok(Applied { output: Output::LeaseRevoked { id, .. }, .. }) => leases.revoked(*id),
-                    _ => {}
-                }
-                let _ = reply.send(result.map_err(WriteError::Api));
-            }
+            resp.data.0.into_iter().map(|r| r.map_err(WriteError::Api)).collect()
         }
         Ok(resp) => {
             tracing::error!(count, got = resp.data.0.len(), "entry answered the wrong number of commands");
-            for reply in replies {
-                let _ = reply.send(Err(WriteError::Api(ApiError::internal("write answered out of step"))));
-            }
+            vec![Err(WriteError::Api(ApiError::internal("write answered out of step"))); count]
         }
         Err(e) => {
             // openraft answers ForwardToLeader only for entries it never appended or has
@@ -172,9 +195,19 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, leases: &LeaseKeeper) {
                 }
                 other => WriteError::Unknown(other.to_string()),
             };
-            for reply in replies {
-                let _ = reply.send(Err(err.clone()));
-            }
+            vec![Err(err); count]
         }
+    };
+    // The leader starts and stops countdowns for the leases it grants and revokes.
+    for result in &results {
+        match result {
+            Ok(Applied { output: Output::LeaseGranted { id, ttl_ms }, .. }) => leases.granted(*id, *ttl_ms),
+            Ok(Applied { output: Output::LeaseRevoked { id, .. }, .. }) => leases.revoked(*id),
+            _ => {}
+        }
+    }
+    let mut results = results.into_iter();
+    for (n, reply) in replies {
+        let _ = reply.send(results.by_ref().take(n).collect());
     }
 }

@@ -107,6 +107,8 @@ pub struct Limits {
     pub default_page_limit: usize,
     pub max_page_limit: usize,
     pub page_byte_budget: usize,
+    /// Proposals waiting on the leader's batcher: one write, lease grant or revoke each,
+    /// or a follower's forwarded batch (at most 512 writes, two in flight per follower).
     pub max_pending_writes: usize,
     pub max_watchers: usize,
     pub min_lease_ttl_ms: u64,

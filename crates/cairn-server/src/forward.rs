@@ -123,8 +123,8 @@ where
 async fn propose_batch(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
     let commands: Vec<Command> = parse(&body)?;
     on_leader(&app, &headers, || async {
-        // Handed to the batcher together, so they usually share one log entry.
-        Ok(futures::future::join_all(commands.into_iter().map(|c| app.batcher.propose(c))).await)
+        // Handed to the batcher as one, so they share one log entry.
+        app.batcher.propose_all(commands).await
     })
     .await
 }

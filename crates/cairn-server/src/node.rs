@@ -611,8 +611,12 @@ async fn expire_leases(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let due = app.leases.take_due(REVOKE_BATCH);
-        let revokes = due.iter().map(|id| app.batcher.propose(Command::LeaseRevoke { id: *id }));
-        for (id, result) in due.iter().zip(futures::future::join_all(revokes).await) {
+        let revokes = due.iter().map(|id| Command::LeaseRevoke { id: *id }).collect();
+        let results = match app.batcher.propose_all(revokes).await {
+            Ok(results) => results,
+            Err(e) => vec![Err(e); due.len()],
+        };
+        for (id, result) in due.iter().zip(results) {
             match result {
                 Ok(_) => tracing::debug!(id, "lease expired"),
                 Err(WriteError::Api(e)) if e.code == cairn_api::ErrorCode::LeaseNotFound => {
