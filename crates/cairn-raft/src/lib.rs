@@ -63,6 +63,11 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, bincode::Err
     bincode::deserialize(bytes)
 }
 
+/// How many bytes [`encode`] makes of `value`, without encoding it.
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<u64, bincode::Error> {
+    bincode::serialized_size(value)
+}
+
 /// Everything a member stores, opened together.
 pub struct Storage {
     pub log: LogStore,

@@ -110,6 +110,9 @@ impl Batcher {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<Result<Applied, WriteError>>, WriteError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, rx) = oneshot::channel();
         self.tx.try_send(Pending { commands, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WriteError::Api(ApiError {

@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use cairn_raft::{check_target, decode, encode, parse, reply, PeerNetwork, PostError, Refusal};
+use cairn_raft::{check_target, decode, encode, encoded_len, parse, reply, PeerNetwork, PostError, Refusal};
 use cairn_store::{Applied, Command};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -148,15 +148,17 @@ async fn admin(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
     on_leader(&app, &headers, || app.admin_local(op)).await
 }
 
-/// The forwarding routes of the peer listener.
-pub fn routes(app: Arc<App>, body_limit: usize) -> Router {
+/// The forwarding routes of the peer listener. They take bodies of up to twice the client
+/// API's limit, `max_request_bytes`: a forwarded batch of writes is bounded by it once
+/// encoded (see [`ForwardQueue::start`]), and the rest is headroom.
+pub fn routes(app: Arc<App>, max_request_bytes: usize) -> Router {
     Router::new()
         .route("/cairn/propose_batch", post(propose_batch))
         .route("/cairn/read_index", post(read_index))
         .route("/cairn/admin", post(admin))
         .route("/cairn/lease", post(lease))
         .route("/cairn/status", post(status))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(max_request_bytes.saturating_mul(2)))
         .with_state(app)
 }
 
@@ -177,12 +179,20 @@ struct Forwarded {
 
 /// Most writes in one forwarded request.
 const FORWARD_BATCH: usize = 512;
+
 /// Forwarded requests in flight at once; later writes queue up into the next one.
 const FORWARDS_IN_FLIGHT: usize = 2;
 
 impl ForwardQueue {
-    pub fn start(forwarder: Forwarder) -> ForwardQueue {
+    /// A forwarded request carries at most `max_request_bytes` of encoded writes (one
+    /// client request's worth, half what [`routes`] accepts), or a single write of any
+    /// size. Without that bound a few large values forwarded together made a request the
+    /// leader refused, and every write in it failed.
+    pub fn start(forwarder: Forwarder, max_request_bytes: usize) -> ForwardQueue {
         let (tx, mut rx) = mpsc::unbounded_channel::<Forwarded>();
+        let max_bytes = max_request_bytes as u64;
+        // A command that cannot be sized goes alone; the leader's parse then reports it.
+        let size = |f: &Forwarded| encoded_len(&f.command).unwrap_or(u64::MAX);
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
             let mut held: Option<Forwarded> = None;
@@ -195,16 +205,20 @@ impl ForwardQueue {
                     },
                 };
                 let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let mut bytes = size(&first);
                 let mut batch = vec![first];
                 while batch.len() < FORWARD_BATCH {
-                    match rx.try_recv() {
-                        Ok(f) if f.leader == batch[0].leader && f.addr == batch[0].addr => batch.push(f),
-                        Ok(f) => {
-                            held = Some(f);
-                            break;
-                        }
-                        Err(_) => break,
+                    let Ok(f) = rx.try_recv() else { break };
+                    let n = size(&f);
+                    if f.leader != batch[0].leader
+                        || f.addr != batch[0].addr
+                        || bytes.saturating_add(n) > max_bytes
+                    {
+                        held = Some(f);
+                        break;
                     }
+                    bytes += n;
+                    batch.push(f);
                 }
                 let forwarder = forwarder.clone();
                 tokio::spawn(async move {

@@ -456,7 +456,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store: storage.store,
         local_reads,
         remote_reads,
-        forward_queue: ForwardQueue::start(forwarder.clone()),
+        forward_queue: ForwardQueue::start(forwarder.clone(), config.limits.max_request_bytes),
         forwarder,
         metrics,
         limits: config.limits.clone(),
@@ -474,7 +474,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::Bind(config.listen_client, "the client API", e))?;
 
     let peer_router = cairn_raft::peer_routes(raft.clone(), config.id)
-        .merge(crate::forward::routes(app.clone(), config.limits.max_request_bytes * 2));
+        .merge(crate::forward::routes(app.clone(), config.limits.max_request_bytes));
     let client_router = crate::http::router(app.clone());
     let servers = vec![
         serve(
