@@ -179,7 +179,6 @@ struct Forwarded {
 
 /// Most writes in one forwarded request.
 const FORWARD_BATCH: usize = 512;
-
 /// Forwarded requests in flight at once; later writes queue up into the next one.
 const FORWARDS_IN_FLIGHT: usize = 2;
 
@@ -191,7 +190,7 @@ impl ForwardQueue {
     pub fn start(forwarder: Forwarder, max_request_bytes: usize) -> ForwardQueue {
         let (tx, mut rx) = mpsc::unbounded_channel::<Forwarded>();
         let max_bytes = max_request_bytes as u64;
-        // A command that cannot be sized goes alone; the leader's parse then reports it.
+        // A command that cannot be sized goes alone, so its encoding error fails only itself.
         let size = |f: &Forwarded| encoded_len(&f.command).unwrap_or(u64::MAX);
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
