@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use cairn_tests::{eventually, json, Cluster};
 use reqwest::blocking::Client;
+use reqwest::Method;
 
 /// One acknowledged write.
 #[derive(Debug, Clone)]
@@ -534,9 +535,34 @@ fn compare_and_set_through_every_member_is_atomic() {
     }
 }
 
+/// Sends `writes` (method, path, body) to member `f` all at once while the leader `l` is
+/// paused, so that they queue up at the follower and it forwards them together; the answer
+/// to each (status and body), in order.
+fn forwarded_together(
+    c: &mut Cluster,
+    l: usize,
+    f: usize,
+    writes: Vec<(Method, String, String)>,
+) -> Vec<(u16, String)> {
+    c.pause(l);
+    let senders: Vec<_> = writes
+        .into_iter()
+        .map(|(method, path, body)| {
+            let (http, url) = (c.http().clone(), c.url(f, &path));
+            std::thread::spawn(move || {
+                let r = http.request(method, url).body(body).send().unwrap();
+                (r.status().as_u16(), r.text().unwrap_or_default())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    c.resume(l);
+    senders.into_iter().map(|s| s.join().unwrap()).collect()
+}
+
 /// Writes a follower forwards together, every other one bound to fail, each get their own
-/// answer. The leader is paused while they are sent, so they queue up at the follower and
-/// travel in forwarded batches, each of which the leader proposes as one log entry.
+/// answer. They travel in forwarded batches, each of which the leader proposes as one log
+/// entry.
 #[test]
 fn writes_forwarded_together_each_get_their_own_answer() {
     let mut c = Cluster::start(3);
@@ -546,20 +572,10 @@ fn writes_forwarded_together_each_get_their_own_answer() {
     for n in (0..WRITES).step_by(2) {
         c.put(l, &format!("/v1/nodes/fwd/n{n}?parents"), "old").ok_json(201, c.id(l));
     }
-    c.pause(l);
-    let writers: Vec<_> = (0..WRITES)
-        .map(|n| {
-            let (http, url) = (c.http().clone(), c.url(f, &format!("/v1/nodes/fwd/n{n}")));
-            std::thread::spawn(move || {
-                let r = http.post(url).body(format!("new{n}")).send().unwrap();
-                (n, r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    c.resume(l);
-    for w in writers {
-        let (n, status, body) = w.join().unwrap();
+    let writes =
+        (0..WRITES).map(|n| (Method::POST, format!("/v1/nodes/fwd/n{n}"), format!("new{n}"))).collect();
+    for (n, (status, text)) in forwarded_together(&mut c, l, f, writes).into_iter().enumerate() {
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
         if n % 2 == 0 {
             assert_eq!((status, &body["code"]), (409, &json!("already_exists")), "create of n{n}: {body}");
         } else {
@@ -584,21 +600,9 @@ fn large_writes_forwarded_together_all_succeed() {
     let l = c.leader();
     let f = followers(&mut c, l)[0];
     let value = "v".repeat(1_000_000);
-    c.pause(l);
-    let writers: Vec<_> = (0..12)
-        .map(|n| {
-            let (http, url, value) =
-                (c.http().clone(), c.url(f, &format!("/v1/nodes/big/n{n}?parents")), value.clone());
-            std::thread::spawn(move || {
-                let r = http.put(url).body(value).send().unwrap();
-                (n, r.status().as_u16(), r.text().unwrap_or_default())
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    c.resume(l);
-    for w in writers {
-        let (n, status, body) = w.join().unwrap();
+    let writes =
+        (0..12).map(|n| (Method::PUT, format!("/v1/nodes/big/n{n}?parents"), value.clone())).collect();
+    for (n, (status, body)) in forwarded_together(&mut c, l, f, writes).into_iter().enumerate() {
         assert_eq!(status, 201, "write of n{n}: {}", &body[..body.len().min(300)]);
     }
     let listing = c.get(f, "/v1/nodes/big?children").ok_json(200, c.id(f));
