@@ -6,6 +6,7 @@ use cairn_api::{
 };
 use std::collections::HashSet;
 use std::hash::BuildHasher;
+use std::ops::Bound;
 use std::sync::MutexGuard;
 
 use crate::keys::{self, meta};
@@ -265,8 +266,8 @@ impl<'a> Apply<'a> {
             if let Some(stat) = self.store.latest().stat(path) {
                 return Ok(Some(stat));
             }
-        } else if let Some((key, value)) =
-            self.pending.layers[Cf::Stat as usize].range(keys::version_key(path, LATEST)..).next()
+        } else if let Some((key, value)) = self.pending.layers[Cf::Stat as usize]
+            .first_from(Bound::Included(&keys::version_key(path, LATEST)))
         {
             if keys::split_version_key(key).is_some_and(|(p, _)| p == path.as_bytes()) {
                 return match value {

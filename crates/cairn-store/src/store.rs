@@ -265,7 +265,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         for cf in ALL_CFS {
             let handle = self.cf(cf)?;
-            for (k, v) in &pending.layers[cf as usize] {
+            for (k, v) in pending.layers[cf as usize].iter() {
                 match v {
                     Some(v) => batch.put_cf(handle, k, v),
                     None => batch.delete_cf(handle, k),
