@@ -173,23 +173,26 @@ impl<'a> Apply<'a> {
             Some(self.compact_revision.to_be_bytes().to_vec()),
         );
         self.write(Cf::Meta, meta::SM_TIME.to_vec(), Some(self.time_ms.to_be_bytes().to_vec()));
+        let store = self.store;
+        // The cache takes the changes before the pending writes go to RocksDB, since they
+        // borrow from them; readers of the cache never wait for the disk, and the revision
+        // moves under the cache's lock, so a read of the cache sees the revision it is at.
+        // Anyone reading through the pending writes waits for this apply to end.
         let changes = self.changes()?;
+        {
+            let mut latest = store.latest();
+            latest.commit(changes);
+            store.set_counters(self.revision, self.compact_revision);
+        }
         // Committed from here on: nothing to take back.
         self.undo.clear();
-        let store = self.store;
         let pending = &mut *self.pending;
-        // Written before the cache is locked, so that readers of the cache never wait for
-        // the disk; until the cache takes the changes it shows the state before them, whole.
         if pending.bytes >= PENDING_BYTES {
             if let Err(e) = store.hand_over(pending) {
                 store.latest().clear();
                 return Err(e);
             }
         }
-        let mut latest = store.latest();
-        latest.commit(changes);
-        // Under the cache's lock, so that a read of the cache sees the revision it is at.
-        store.set_counters(self.revision, self.compact_revision);
         Ok(())
     }
 
@@ -295,11 +298,11 @@ impl<'a> Apply<'a> {
     }
 
     /// The newest version of every node this apply changed, for the cache.
-    fn changes(&self) -> Result<Vec<Change>, StoreError> {
+    fn changes(&self) -> Result<Vec<Change<'_>>, StoreError> {
         let stat_layer = &self.pending.layers[Cf::Stat as usize];
         let data_layer = &self.pending.layers[Cf::Data as usize];
         let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
-        let mut changes: Vec<Change> = Vec::new();
+        let mut changes = Vec::new();
         // Newest write first: revisions only grow within an apply, so a path's last stat
         // write is its newest version.
         for Undo { key, .. } in self.undo.iter().rev().filter(|u| u.cf == Cf::Stat) {
@@ -309,14 +312,15 @@ impl<'a> Apply<'a> {
             if !seen.insert(path) {
                 continue;
             }
-            let path = std::str::from_utf8(path).map_err(|e| StoreError::Corrupt(e.to_string()))?.to_owned();
+            let path = std::str::from_utf8(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let stat: Option<Stat> = match stat_layer.get(key) {
                 Some(Some(bytes)) => bincode::deserialize(bytes)?,
                 _ => None,
             };
             let value = stat
                 .as_ref()
-                .and_then(|s| data_layer.get(&keys::data_key(&path, s.mod_revision)).cloned().flatten());
+                .and_then(|s| data_layer.get(&keys::data_key(path, s.mod_revision)))
+                .and_then(Option::as_deref);
             changes.push(Change { path, stat, value });
         }
         Ok(changes)

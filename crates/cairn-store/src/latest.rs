@@ -31,13 +31,14 @@ pub(crate) struct LatestCache {
     value_bytes: usize,
 }
 
-/// A committed change of one node, as the cache takes it after a commit.
-pub(crate) struct Change {
-    pub path: String,
+/// A committed change of one node, as the cache takes it after a commit; it borrows the
+/// path and value from the apply's pending writes.
+pub(crate) struct Change<'a> {
+    pub path: &'a str,
     /// `None`: the node was deleted.
     pub stat: Option<Stat>,
     /// The new value, when the change wrote one.
-    pub value: Option<Vec<u8>>,
+    pub value: Option<&'a [u8]>,
 }
 
 impl LatestCache {
@@ -80,33 +81,40 @@ impl LatestCache {
 
     /// Takes a commit's changes. Every node the commit changed must pass through here, or
     /// an entry would go stale.
-    pub fn commit(&mut self, changes: Vec<Change>) {
+    pub fn commit(&mut self, changes: Vec<Change<'_>>) {
         for Change { path, stat, value } in changes {
-            let old = self.nodes.remove(&path);
             let Some(stat) = stat else {
+                let old = self.nodes.remove(path);
                 self.release(old);
                 continue;
             };
-            // A stat-only change (children came or went) keeps the value.
-            let value = match (value, old) {
-                (Some(v), old) => {
-                    self.release(old);
-                    Some(v)
+            // A node already kept is updated in place, its value's buffer reused: a put
+            // on a known key then allocates nothing here.
+            if let Some(entry) = self.nodes.get_mut(path) {
+                let old_len = entry.value.as_ref().map_or(0, Vec::len);
+                match value {
+                    Some(v) if self.value_bytes - old_len + v.len() <= MAX_VALUE_BYTES => {
+                        let buf = entry.value.get_or_insert_with(Vec::new);
+                        buf.clear();
+                        buf.extend_from_slice(v);
+                        self.value_bytes = self.value_bytes - old_len + v.len();
+                    }
+                    // Only the stat changed (a child came or went): the value stays.
+                    None if entry.stat.mod_revision == stat.mod_revision => {}
+                    _ => {
+                        entry.value = None;
+                        self.value_bytes -= old_len;
+                    }
                 }
-                (None, Some(Entry { stat: s, value })) if s.mod_revision == stat.mod_revision => {
-                    value.inspect(|v| self.value_bytes -= v.len())
-                }
-                (None, old) => {
-                    self.release(old);
-                    None
-                }
-            };
+                entry.stat = stat;
+                continue;
+            }
             if self.nodes.len() >= MAX_ENTRIES {
                 continue;
             }
-            let value = value.filter(|v| self.value_bytes + v.len() <= MAX_VALUE_BYTES);
+            let value = value.filter(|v| self.value_bytes + v.len() <= MAX_VALUE_BYTES).map(<[u8]>::to_vec);
             self.value_bytes += value.as_ref().map_or(0, Vec::len);
-            self.nodes.insert(path, Entry { stat, value });
+            self.nodes.insert(path.to_owned(), Entry { stat, value });
         }
     }
 
@@ -130,8 +138,8 @@ mod tests {
         Stat { mod_revision, ..Stat::default() }
     }
 
-    fn change(path: &str, stat: Option<Stat>, value: Option<&[u8]>) -> Change {
-        Change { path: path.into(), stat, value: value.map(<[u8]>::to_vec) }
+    fn change<'a>(path: &'a str, stat: Option<Stat>, value: Option<&'a [u8]>) -> Change<'a> {
+        Change { path, stat, value }
     }
 
     #[test]
@@ -148,6 +156,19 @@ mod tests {
         c.commit(vec![change("/a", None, None)]);
         assert_eq!(c.stat("/a"), None);
         assert_eq!(c.value_bytes, 0);
+    }
+
+    #[test]
+    fn a_new_value_replaces_the_old_one_in_place() {
+        let mut c = LatestCache::default();
+        c.commit(vec![change("/a", Some(stat(2)), Some(b"v2"))]);
+        c.commit(vec![change("/a", Some(stat(3)), Some(b"value 3"))]);
+        assert_eq!(c.node("/a"), Some((stat(3), b"value 3".to_vec())));
+        assert_eq!(c.value("/a", 2), None);
+        assert_eq!(c.value_bytes, 7);
+        c.commit(vec![change("/a", Some(stat(4)), Some(b"4"))]);
+        assert_eq!(c.value("/a", 4).as_deref(), Some(&b"4"[..]));
+        assert_eq!(c.value_bytes, 1);
     }
 
     #[test]
